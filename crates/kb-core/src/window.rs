@@ -308,10 +308,13 @@ pub trait SyncedWindows {
 /// Parameters of [`plan_windows`].
 #[derive(Debug, Clone, Copy)]
 pub struct PlanParams {
-    /// The current unix time.
+    /// The current unix time: windows must have closed by `now - settle`, and the hourly
+    /// retention is counted back from it.
     pub now: i64,
-    /// How far back to look for unsynced windows, in seconds.
-    pub lookback: i64,
+    /// Start of the range to plan (unix seconds; hourly windows start at or after it).
+    pub from: i64,
+    /// End of the range to plan (unix seconds; `now` for a regular run).
+    pub until: i64,
     /// Kubecost's hourly retention in seconds (49 h by default): older windows are taken daily.
     pub hourly_retention: i64,
     /// Hourly windows close this many seconds after their end (Kubecost's ETL builds the hour
@@ -328,8 +331,8 @@ pub struct PlanParams {
 /// extraction never overlaps hours that are already complete.
 pub fn plan_windows(p: PlanParams, synced: &dyn SyncedWindows) -> Vec<(Window, Resolution)> {
     let mut out = Vec::new();
-    let closed_until = floor_to(p.now - p.settle, HOUR);
-    let from = floor_to(p.now - p.lookback, HOUR);
+    let closed_until = floor_to((p.now - p.settle).min(p.until), HOUR);
+    let from = floor_to(p.from, HOUR);
     let cutoff = p.now - p.hourly_retention;
     let mut day = midnight(from);
     while day < closed_until {
@@ -418,14 +421,38 @@ mod tests {
         }
     }
 
+    fn params(now: i64) -> PlanParams {
+        PlanParams {
+            now,
+            from: now - 4 * DAY,
+            until: now,
+            hourly_retention: 49 * HOUR,
+            settle: 0,
+        }
+    }
+
     #[test]
-    fn plan_uses_hours_within_retention_and_days_before() {
+    fn plan_stops_at_until_and_at_settled_hours() {
         let p = PlanParams {
             now: NOW,
-            lookback: 4 * DAY,
+            from: NOW - 5 * HOUR,
+            until: NOW - 2 * HOUR,
             hourly_retention: 49 * HOUR,
             settle: 0,
         };
+        let plan = plan_windows(p, &Set(HashSet::new()));
+        assert_eq!(plan.len(), 3, "{plan:?}");
+        let p = PlanParams {
+            until: NOW,
+            settle: 2 * HOUR,
+            ..p
+        };
+        assert_eq!(plan_windows(p, &Set(HashSet::new())).len(), 3);
+    }
+
+    #[test]
+    fn plan_uses_hours_within_retention_and_days_before() {
+        let p = params(NOW);
         let plan = plan_windows(p, &Set(HashSet::new()));
         let days: Vec<_> = plan.iter().filter(|(_, r)| *r == Resolution::Day).collect();
         let hours: Vec<_> = plan
@@ -451,22 +478,14 @@ mod tests {
 
     #[test]
     fn plan_skips_synced_and_days_with_all_hours() {
-        let p = PlanParams {
-            now: NOW,
-            lookback: 4 * DAY,
-            hourly_retention: 49 * HOUR,
-            settle: 0,
-        };
+        let p = params(NOW);
         let first = plan_windows(p, &Set(HashSet::new()));
-        let mut done: HashSet<_> = first.iter().copied().collect();
+        let done: HashSet<_> = first.iter().copied().collect();
         assert!(plan_windows(p, &Set(done.clone())).is_empty());
         // Two days later, days 11..13 were synced (daily, or all 24 hours) and are not planned
         // again; day 14 had only 22 of its hours and has aged out of retention, so it is planned
         // as one daily window, which replaces those hours when it lands.
-        let later = PlanParams {
-            now: NOW + 2 * DAY,
-            ..p
-        };
+        let later = params(NOW + 2 * DAY);
         let plan = plan_windows(later, &Set(done.clone()));
         let day14 = parse_kubecost_window("2023-11-14T00:00:00Z,2023-11-15T00:00:00Z", 0).unwrap();
         assert_eq!(plan.first(), Some(&(day14, Resolution::Day)), "{plan:?}");
@@ -475,6 +494,5 @@ mod tests {
                 .iter()
                 .all(|(w, r)| *r == Resolution::Hour && w.start >= day14.end)
         );
-        done.clear();
     }
 }

@@ -1,1 +1,146 @@
-//! placeholder
+//! The Kubecost / OpenCost adapter: an HTTP client and a streaming, zero-copy parser for
+//! allocation responses.
+//!
+//! - [`client`]: [`Client`] for one Kubecost instance (allocations streamed in batches over a
+//!   channel, assets, budgets, savings, spec-cost predictions), with auth, TLS, timeouts,
+//!   bounded concurrency and errors that say whether retrying may help.
+//! - [`stream`]: the push framer that finds each allocation object in a body fed chunk by chunk
+//!   and yields its exact bytes, with bounded memory whatever the body size.
+//! - [`wire`]: serde types of the JSON, borrowing strings from the input.
+//! - [`convert`]: wire types to `kb_core` records, and the collectors that batch them.
+//! - [`parse_allocation_document`], [`parse_assets_document`]: the same parsing on a whole
+//!   document in memory, for fixtures and benchmarks.
+//!
+//! Compatibility (see the project's `kubecost-api.md`): Kubecost 1.x/2.x and OpenCost, with or
+//! without the `{code,status,message,data}` envelope, `data:[null]`, `"...etc": {}`
+//! placeholders, `null` numbers (NaN/Inf), singular `label`/`annotation`/`service` keys,
+//! `"null"` window strings and unknown fields.
+
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod stream;
+pub mod wire;
+
+use kb_core::{Allocation, Asset, Window};
+
+pub use client::{AllocationQuery, AssetQuery, Auth, Client, ClientConfig, Flavor, Secret};
+pub use convert::StreamSummary;
+pub use error::Error;
+
+use convert::{AllocationCollector, AssetCollector, SetWindows};
+use stream::{DEFAULT_MAX_VALUE_BYTES, Framer};
+
+/// Checks the end of a framed document: properly closed, no error envelope, has data.
+fn finish_document(framer: &Framer) -> Result<(), Error> {
+    framer.finish()?;
+    if let Some((code, message)) = framer.envelope().error() {
+        return Err(Error::Api {
+            endpoint: error::DOCUMENT.to_string(),
+            code,
+            message,
+        });
+    }
+    if !framer.envelope().has_data {
+        return Err(Error::malformed("the response has no data member", 0));
+    }
+    Ok(())
+}
+
+/// Parses a whole allocation response (any supported shape) into allocations and counts.
+/// Rows without a parseable window get `default_window`.
+pub fn parse_allocation_document(
+    bytes: &[u8],
+    default_window: Window,
+) -> Result<(Vec<Allocation>, StreamSummary), Error> {
+    let mut framer = Framer::new(DEFAULT_MAX_VALUE_BYTES);
+    let mut collector = AllocationCollector::new(
+        SetWindows {
+            window: default_window,
+            step: None,
+        },
+        None,
+        true,
+    );
+    framer.feed(bytes);
+    while let Some(ev) = framer.next_event()? {
+        collector.on_event(ev)?;
+    }
+    finish_document(&framer)?;
+    Ok((collector.take_batch(), collector.summary))
+}
+
+/// Parses a whole asset response (Kubecost's array of sets or OpenCost's single set).
+pub fn parse_assets_document(bytes: &[u8], default_window: Window) -> Result<Vec<Asset>, Error> {
+    let mut framer = Framer::new(DEFAULT_MAX_VALUE_BYTES);
+    let mut collector = AssetCollector::new(
+        SetWindows {
+            window: default_window,
+            step: None,
+        },
+        None,
+    );
+    framer.feed(bytes);
+    while let Some(ev) = framer.next_event()? {
+        collector.on_event(ev)?;
+    }
+    finish_document(&framer)?;
+    Ok(collector.assets)
+}
+
+/// Parses a whole budgets response (`/model/budgets`).
+pub fn parse_budgets_document(bytes: &[u8]) -> Result<Vec<kb_core::Budget>, Error> {
+    let items: Option<Vec<Option<wire::WireBudget>>> = client::parse_enveloped(bytes)?;
+    Ok(items
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .map(convert::budget)
+        .collect())
+}
+
+/// Parses a whole request-sizing response (`/model/savings/requestSizingV2`).
+pub fn parse_request_sizing_document(
+    bytes: &[u8],
+) -> Result<Vec<kb_core::SavingsRecommendation>, Error> {
+    let items: Option<Vec<Option<wire::WireRequestSizing>>> = client::parse_enveloped(bytes)?;
+    Ok(items
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .map(convert::request_sizing)
+        .collect())
+}
+
+/// Parses a whole cluster-sizing response (`/model/savings/clusterSizingETL`).
+pub fn parse_cluster_sizing_document(
+    bytes: &[u8],
+) -> Result<Vec<kb_core::SavingsRecommendation>, Error> {
+    let data: Option<std::collections::BTreeMap<String, Option<wire::WireClusterSizing>>> =
+        client::parse_enveloped(bytes)?;
+    Ok(convert::cluster_sizing(&data.unwrap_or_default()))
+}
+
+/// Parses a whole abandoned-workloads response (`/model/savings/abandonedWorkloads`).
+pub fn parse_abandoned_document(
+    bytes: &[u8],
+) -> Result<Vec<kb_core::SavingsRecommendation>, Error> {
+    let items: Option<Vec<Option<wire::WireAbandoned>>> = client::parse_enveloped(bytes)?;
+    Ok(items
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .map(convert::abandoned)
+        .collect())
+}
+
+/// Parses a whole spec-cost prediction response (`/model/prediction/speccost`).
+pub fn parse_spec_cost_document(bytes: &[u8]) -> Result<Vec<kb_core::SpecCostPrediction>, Error> {
+    let items: Option<Vec<Option<wire::WireSpecCost>>> = client::parse_enveloped(bytes)?;
+    Ok(items
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .map(convert::spec_cost)
+        .collect())
+}

@@ -1,0 +1,364 @@
+//! Dimension ids: the integer keys the fact tables use for clusters, namespaces, controllers,
+//! pods, nodes and label sets, with an in-memory cache.
+//!
+//! Invariants:
+//! - Dimension rows are never deleted or renumbered, so a committed id stays valid; the store
+//!   keeps a shared cache of committed ids ([`SharedDims`]).
+//! - A writer looks ids up in a snapshot of the shared cache, then in its own cache of ids it
+//!   created in its (uncommitted) transaction. Only after its transaction commits are its ids
+//!   merged into the shared cache, so a rolled-back id can never be handed out again.
+//! - On a miss the resolver runs `INSERT OR IGNORE` and one `SELECT id` (both prepared and
+//!   cached by the connection); on a hit it runs no SQL at all.
+//! - Cache keys are built in one reused byte buffer: a kind tag, ids as 8 raw bytes and strings
+//!   as their length (8 bytes) then their bytes, so keys are unambiguous for any string content
+//!   (annotations may hold anything) and a hit allocates and formats nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+
+use crate::error::{StoreError, db_err};
+
+/// Committed dimension ids by cache key.
+pub(crate) type DimMap = HashMap<Vec<u8>, i64>;
+
+/// The store-wide cache of committed ids; writers take a snapshot (an `Arc` clone).
+#[derive(Default)]
+pub(crate) struct SharedDims(Mutex<Arc<DimMap>>);
+
+impl SharedDims {
+    /// Returns the current committed ids.
+    pub(crate) fn snapshot(&self) -> Arc<DimMap> {
+        match self.0.lock() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Adds ids that were just committed.
+    pub(crate) fn merge(&self, fresh: DimMap) {
+        if fresh.is_empty() {
+            return;
+        }
+        let mut g = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        // Copy-on-write: clones only when a writer still holds an older snapshot.
+        Arc::make_mut(&mut g).extend(fresh);
+    }
+}
+
+/// Resolves natural keys to ids inside one transaction.
+pub(crate) struct Resolver {
+    base: Arc<DimMap>,
+    fresh: DimMap,
+    key: Vec<u8>,
+    json: String,
+}
+
+impl Resolver {
+    /// Makes a resolver over a snapshot of committed ids.
+    pub(crate) fn new(base: Arc<DimMap>) -> Resolver {
+        Resolver {
+            base,
+            fresh: HashMap::new(),
+            key: Vec::with_capacity(128),
+            json: String::with_capacity(256),
+        }
+    }
+
+    /// Returns the ids created by this resolver, to merge once the transaction committed
+    /// (dropping the snapshot first, so the merge does not have to copy the shared map).
+    pub(crate) fn into_fresh(self) -> DimMap {
+        self.fresh
+    }
+
+    fn cached(&self) -> Option<i64> {
+        self.base
+            .get(self.key.as_slice())
+            .or_else(|| self.fresh.get(self.key.as_slice()))
+            .copied()
+    }
+
+    fn remember(&mut self, id: i64) {
+        self.fresh.insert(self.key.clone(), id);
+    }
+
+    fn start_key(&mut self, tag: u8) {
+        self.key.clear();
+        self.key.push(tag);
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.key.extend_from_slice(s.as_bytes());
+    }
+
+    fn push_id(&mut self, id: i64) {
+        self.key.extend_from_slice(&id.to_le_bytes());
+    }
+
+    /// Returns the id of a cluster by the bridge's name.
+    pub(crate) fn cluster(&mut self, conn: &Connection, name: &str) -> Result<i64, StoreError> {
+        self.start_key(b'c');
+        self.push_str(name);
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let op = "resolve cluster id";
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO clusters (name) VALUES (?1) ON CONFLICT DO NOTHING RETURNING id",
+            "SELECT id FROM clusters WHERE name = ?1",
+            params![name],
+            params![name],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
+    /// Returns the id of a namespace of a cluster.
+    pub(crate) fn namespace(
+        &mut self,
+        conn: &Connection,
+        cluster_id: i64,
+        name: &str,
+    ) -> Result<i64, StoreError> {
+        self.start_key(b'n');
+        self.push_id(cluster_id);
+        self.push_str(name);
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let op = "resolve namespace id";
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO namespaces (cluster_id, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING id",
+            "SELECT id FROM namespaces WHERE cluster_id = ?1 AND name = ?2",
+            params![cluster_id, name],
+            params![cluster_id, name],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
+    /// Returns the id of a controller (kind and name) of a namespace.
+    pub(crate) fn controller(
+        &mut self,
+        conn: &Connection,
+        namespace_id: i64,
+        kind: &str,
+        name: &str,
+    ) -> Result<i64, StoreError> {
+        self.start_key(b'k');
+        self.push_id(namespace_id);
+        self.push_str(kind);
+        self.push_str(name);
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let op = "resolve controller id";
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO controllers (namespace_id, kind, name) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+            "SELECT id FROM controllers WHERE namespace_id = ?1 AND kind = ?2 AND name = ?3",
+            params![namespace_id, kind, name],
+            params![namespace_id, kind, name],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
+    /// Returns the id of a node of a cluster; a provider id fills in one stored empty.
+    pub(crate) fn node(
+        &mut self,
+        conn: &Connection,
+        cluster_id: i64,
+        name: &str,
+        provider_id: &str,
+    ) -> Result<i64, StoreError> {
+        self.start_key(b'o');
+        self.push_id(cluster_id);
+        self.push_str(name);
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let op = "resolve node id";
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO nodes (cluster_id, name, provider_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (cluster_id, name) DO UPDATE SET provider_id = excluded.provider_id \
+             WHERE nodes.provider_id = '' AND excluded.provider_id <> '' RETURNING id",
+            "SELECT id FROM nodes WHERE cluster_id = ?1 AND name = ?2",
+            params![cluster_id, name, provider_id],
+            params![cluster_id, name],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
+    /// Returns the id of a pod (by controller, name and node).
+    pub(crate) fn pod(
+        &mut self,
+        conn: &Connection,
+        controller_id: i64,
+        name: &str,
+        node_id: i64,
+    ) -> Result<i64, StoreError> {
+        self.start_key(b'p');
+        self.push_id(controller_id);
+        self.push_id(node_id);
+        self.push_str(name);
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let op = "resolve pod id";
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO pods (controller_id, name, node_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+            "SELECT id FROM pods WHERE controller_id = ?1 AND name = ?2 AND node_id = ?3",
+            params![controller_id, name, node_id],
+            params![controller_id, name, node_id],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
+    /// Returns the id of a label set (labels or annotations), stored as a JSON object.
+    pub(crate) fn labels(
+        &mut self,
+        conn: &Connection,
+        labels: &[(String, String)],
+    ) -> Result<i64, StoreError> {
+        self.start_key(b'l');
+        for (k, v) in labels {
+            self.push_str(k);
+            self.push_str(v);
+        }
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        let map: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        self.json = serde_json::Value::Object(map).to_string();
+        self.label_set_miss(conn)
+    }
+
+    /// Returns the id of a list of services, stored as a JSON array in `label_sets`.
+    pub(crate) fn services(
+        &mut self,
+        conn: &Connection,
+        services: &[String],
+    ) -> Result<i64, StoreError> {
+        self.start_key(b's');
+        for s in services {
+            self.push_str(s);
+        }
+        if let Some(id) = self.cached() {
+            return Ok(id);
+        }
+        self.json = serde_json::Value::from(services.to_vec()).to_string();
+        self.label_set_miss(conn)
+    }
+
+    fn label_set_miss(&mut self, conn: &Connection) -> Result<i64, StoreError> {
+        let op = "resolve label set id";
+        let hash = fnv1a(self.json.as_bytes());
+        let json = self.json.as_str();
+        let id = insert_or_select(
+            conn,
+            "INSERT INTO label_sets (hash, json) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING id",
+            "SELECT id FROM label_sets WHERE hash = ?1 AND json = ?2",
+            params![hash, json],
+            params![hash, json],
+        )
+        .map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+}
+
+/// Inserts a dimension row and returns its id (`RETURNING`), or, when the row already exists
+/// (the insert returned nothing), selects the existing id.
+fn insert_or_select<P: rusqlite::Params, Q: rusqlite::Params>(
+    conn: &Connection,
+    insert: &str,
+    select: &str,
+    insert_params: P,
+    select_params: Q,
+) -> rusqlite::Result<i64> {
+    {
+        let mut st = conn.prepare_cached(insert)?;
+        let mut rows = st.query(insert_params)?;
+        if let Some(row) = rows.next()? {
+            return row.get(0);
+        }
+    }
+    conn.prepare_cached(select)?
+        .query_row(select_params, |r| r.get(0))
+}
+
+/// 64-bit FNV-1a, as a signed integer for SQLite: a stable hash that narrows label-set lookups.
+fn fnv1a(bytes: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    #[test]
+    fn ids_are_stable_and_cached() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn, schema::SCHEMA_VERSION).unwrap();
+        let mut r = Resolver::new(Arc::new(DimMap::new()));
+        let c = r.cluster(&conn, "a").unwrap();
+        assert_eq!(r.cluster(&conn, "a").unwrap(), c);
+        let n1 = r.namespace(&conn, c, "x").unwrap();
+        let n2 = r.namespace(&conn, c, "y").unwrap();
+        assert_ne!(n1, n2);
+        let node = r.node(&conn, c, "n1", "").unwrap();
+        // A later provider id fills the empty one.
+        let mut r2 = Resolver::new(Arc::new(DimMap::new()));
+        assert_eq!(r2.node(&conn, c, "n1", "aws:///i-1").unwrap(), node);
+        let pid: String = conn
+            .query_row("SELECT provider_id FROM nodes WHERE id = ?1", [node], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(pid, "aws:///i-1");
+        let l1 = r.labels(&conn, &[("app".into(), "web".into())]).unwrap();
+        let l2 = r2.labels(&conn, &[("app".into(), "web".into())]).unwrap();
+        assert_eq!(l1, l2);
+        let e = r.labels(&conn, &[]).unwrap();
+        let s = r.services(&conn, &[]).unwrap();
+        assert_ne!(
+            e, s,
+            "an empty object and an empty array are different sets"
+        );
+        // Key parts cannot run together: ("ab","") differs from ("a","b").
+        let k1 = r.controller(&conn, n1, "ab", "").unwrap();
+        let k2 = r.controller(&conn, n1, "a", "b").unwrap();
+        assert_ne!(k1, k2);
+        let shared = SharedDims::default();
+        let fresh = r.into_fresh();
+        let len = fresh.len();
+        shared.merge(fresh);
+        assert_eq!(shared.snapshot().len(), len);
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the SQLite store: the write contract of the pipeline's ports
+//! (idempotence, atomic commit, rollback on drop), the cost queries, migrations, file
+//! permissions, and the small tables.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod concurrency;
+mod idempotence;
+mod migrations;
+mod roundtrip;
+mod tables;

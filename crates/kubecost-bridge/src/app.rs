@@ -1,0 +1,350 @@
+//! Wiring: builds clients, the store and the extractor from a [`Config`], and runs the commands.
+//!
+//! This is the only place that reads files, environment variables and secrets, and that knows
+//! every adapter. Errors carry `anyhow` context; [`Failure::exit_code`] maps them to the CLI's
+//! exit codes (0 ok, 1 runtime failure, 2 usage or config error).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kb_core::{Resolution, Window};
+use kb_kubecost::{Auth, Client, ClientConfig, Secret};
+use kb_pipeline::ports::{CostReader, CostStore, Endpoint};
+use kb_pipeline::shutdown::Shutdown;
+use kb_store::SqliteStore;
+
+use crate::config::{AuthConfig, Config, ConfigErrors, Flavor, SecretSource, effective_aggregate};
+use crate::extract::{Extractor, Progress, RunReport, Settings, Target, lookback_range};
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or configuration: exit code 2.
+    Usage(anyhow::Error),
+    /// Anything that went wrong while running: exit code 1.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    /// Returns the process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+
+    /// Returns the error to print.
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Usage(e) | Failure::Runtime(e) => e,
+        }
+    }
+}
+
+impl From<ConfigErrors> for Failure {
+    fn from(e: ConfigErrors) -> Self {
+        Failure::Usage(e.into())
+    }
+}
+
+/// Shorthand for runtime failures.
+pub fn runtime(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Runtime(e.into())
+}
+
+/// Reads and validates a configuration file, with the process environment on top.
+pub fn load_config(path: &Path) -> Result<Config, Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
+        .map_err(Failure::Usage)?;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    Ok(Config::from_yaml(&text, &env)?)
+}
+
+fn read_secret(src: &SecretSource) -> Result<Secret, Failure> {
+    let value = match src {
+        SecretSource::File(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read secret file {}", p.display()))
+            .map_err(Failure::Usage)?,
+        SecretSource::Env(name) => std::env::var(name)
+            .with_context(|| format!("secret environment variable {name} is not set"))
+            .map_err(Failure::Usage)?,
+    };
+    // Kubernetes Secret mounts often end in a newline that is not part of the secret.
+    Ok(Secret::new(
+        value.trim_end_matches(['\n', '\r']).to_string(),
+    ))
+}
+
+/// Builds one client per distinct endpoint (so clusters of one federated Kubecost share its
+/// concurrency limit) and the extraction targets.
+pub fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
+    let mut clients: Vec<(String, Client)> = Vec::new();
+    let mut out = Vec::new();
+    for c in &cfg.clusters {
+        let key = format!("{}|{:?}|{:?}|{:?}", c.endpoint, c.flavor, c.auth, c.ca_file);
+        let client = match clients.iter().find(|(k, _)| *k == key) {
+            Some((_, client)) => client.clone(),
+            None => {
+                let auth = match &c.auth {
+                    AuthConfig::None => Auth::None,
+                    AuthConfig::Bearer { token } => Auth::Bearer(read_secret(token)?),
+                    AuthConfig::Basic { username, password } => Auth::Basic {
+                        username: username.clone(),
+                        password: read_secret(password)?,
+                    },
+                };
+                let ca_cert_pem = match &c.ca_file {
+                    Some(p) => Some(
+                        std::fs::read(p)
+                            .with_context(|| format!("cannot read CA file {}", p.display()))
+                            .map_err(Failure::Usage)?,
+                    ),
+                    None => None,
+                };
+                let client = Client::new(ClientConfig {
+                    base_url: c.endpoint.clone(),
+                    flavor: match c.flavor {
+                        Flavor::Kubecost => kb_kubecost::Flavor::Kubecost,
+                        Flavor::OpenCost => kb_kubecost::Flavor::OpenCost,
+                    },
+                    auth,
+                    ca_cert_pem,
+                    connect_timeout: cfg.extract.connect_timeout,
+                    request_timeout: cfg.extract.request_timeout,
+                    max_concurrency: cfg.extract.max_concurrency,
+                })
+                .with_context(|| format!("cannot build the client for cluster {}", c.name))
+                .map_err(Failure::Usage)?;
+                clients.push((key, client.clone()));
+                client
+            }
+        };
+        out.push(Target {
+            name: c.name.clone(),
+            client,
+            filter_cluster: c.kubecost_cluster_id.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Opens the store the configuration names.
+pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
+    if cfg.clickhouse.is_some() || cfg.influxdb.is_some() {
+        tracing::warn!(
+            path = %cfg.sqlite_path.display(),
+            "cloudtuner.storage.clickhouse/influxdb are accepted but their backends are not built yet; writing to the embedded sqlite store"
+        );
+    }
+    if let Some(dir) = cfg
+        .sqlite_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))
+            .map_err(runtime)?;
+    }
+    let store = SqliteStore::open(&cfg.sqlite_path)
+        .with_context(|| format!("cannot open the store {}", cfg.sqlite_path.display()))
+        .map_err(runtime)?;
+    Ok(Arc::new(store))
+}
+
+/// Builds the extractor for a configuration.
+pub fn extractor(
+    cfg: &Config,
+    store: Arc<SqliteStore>,
+    shutdown: Shutdown,
+) -> Result<Extractor, Failure> {
+    let settings = Settings {
+        aggregate: effective_aggregate(&cfg.allocation.aggregate),
+        asset_aggregate: cfg.assets.aggregate.clone(),
+        lookback: cfg.extract.lookback,
+        hourly_retention: cfg.extract.hourly_retention,
+        settle: cfg.extract.settle,
+        retry: cfg.extract.retry,
+        budgets: cfg.budgets_enabled,
+        savings: cfg.savings_enabled,
+        prediction_specs: if cfg.predictions_enabled {
+            cfg.prediction_specs.clone()
+        } else {
+            Vec::new()
+        },
+        prediction_namespace: cfg.prediction_namespace.clone(),
+    };
+    let store: Arc<dyn CostStore> = store;
+    Ok(Extractor::new(store, targets(cfg)?, settings, shutdown))
+}
+
+/// Runs one catch-up pass: every unsynced allocation window and asset day in `[from, until)`,
+/// then budgets, savings and predictions.
+pub async fn sync_range(
+    cfg: &Config,
+    ex: &Extractor,
+    from: i64,
+    until: i64,
+    only: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<RunReport, Failure> {
+    let now = chrono::Utc::now().timestamp();
+    let mut report = RunReport::default();
+    if cfg.allocation.enabled {
+        let plan = ex
+            .plan(Endpoint::Allocation, from, until, only, now)
+            .map_err(runtime)?;
+        report = ex.sync_allocations(plan, progress).await;
+    }
+    if cfg.assets.enabled {
+        let plan = ex
+            .plan(Endpoint::Assets, from, until, only, now)
+            .map_err(runtime)?;
+        ex.sync_assets(plan, &mut report).await;
+    }
+    ex.sync_other(&mut report).await;
+    Ok(report)
+}
+
+/// Extracts the windows of `[window.start, window.end)` again, synced or not (the store replaces
+/// them), at hourly grain within the hourly retention and daily before it.
+pub async fn extract_exact(
+    cfg: &Config,
+    ex: &Extractor,
+    window: Window,
+    only: Option<&str>,
+) -> Result<RunReport, Failure> {
+    let now = chrono::Utc::now().timestamp();
+    let cutoff = now - cfg.extract.hourly_retention.as_secs() as i64;
+    let mut report = RunReport::default();
+    for cluster in ex.clusters() {
+        if only.is_some_and(|o| o != cluster) {
+            continue;
+        }
+        let mut t = window.start;
+        while t < window.end {
+            let (w, r) = if t < cutoff && t % 86_400 == 0 && t + 86_400 <= window.end {
+                (
+                    Window {
+                        start: t,
+                        end: t + 86_400,
+                    },
+                    Resolution::Day,
+                )
+            } else {
+                let end = (kb_core::window::floor_to(t, 3_600) + 3_600).min(window.end);
+                (Window { start: t, end }, Resolution::Hour)
+            };
+            match ex.extract_window(&cluster, w, r).await {
+                Ok(rep) => report.windows.push(rep),
+                Err(e) => report.failures.push(e),
+            }
+            t = w.end;
+        }
+    }
+    Ok(report)
+}
+
+/// The `run` command: catch up once, then follow the schedules until shutdown.
+pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
+    let store = open_store(&cfg)?;
+    let ex = Arc::new(extractor(&cfg, store.clone(), shutdown.clone())?);
+    let cfg = Arc::new(cfg);
+    tracing::info!(clusters = cfg.clusters.len(), store = %cfg.sqlite_path.display(), "starting");
+    let now = chrono::Utc::now().timestamp();
+    let (from, until) = lookback_range(now, cfg.extract.lookback);
+    let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;
+    log_report("catch-up", &report);
+
+    let alloc = {
+        let (cfg, ex, sd) = (cfg.clone(), ex.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while cfg.allocation_schedule.wait_next(&sd).await.is_ok() {
+                let now = chrono::Utc::now().timestamp();
+                let (from, until) = lookback_range(now, cfg.extract.lookback);
+                match ex.plan(Endpoint::Allocation, from, until, None, now) {
+                    Ok(plan) => {
+                        let r = ex.sync_allocations(plan, &crate::extract::NoProgress).await;
+                        log_report("allocation sync", &r);
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot plan allocation windows"),
+                }
+            }
+        })
+    };
+    let assets = {
+        let (cfg, ex, sd) = (cfg.clone(), ex.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while cfg.asset_schedule.wait_next(&sd).await.is_ok() {
+                let now = chrono::Utc::now().timestamp();
+                let (from, until) = lookback_range(now, cfg.extract.lookback);
+                let mut r = RunReport::default();
+                match ex.plan(Endpoint::Assets, from, until, None, now) {
+                    Ok(plan) => ex.sync_assets(plan, &mut r).await,
+                    Err(e) => tracing::error!(error = %e, "cannot plan asset windows"),
+                }
+                ex.sync_other(&mut r).await;
+                log_report("asset sync", &r);
+            }
+        })
+    };
+    let cleanup = {
+        let (cfg, store, sd) = (cfg.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while cfg.cleanup_schedule.wait_next(&sd).await.is_ok() {
+                let before =
+                    chrono::Utc::now().timestamp() - cfg.allocation_retention.as_secs() as i64;
+                let store = store.clone();
+                match tokio::task::spawn_blocking(move || store.cleanup(before)).await {
+                    Ok(Ok(n)) => tracing::info!(rows = n, "cleanup done"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
+                    Err(e) => tracing::error!(error = %e, "cleanup task failed"),
+                }
+            }
+        })
+    };
+    shutdown.wait().await;
+    tracing::info!("shutting down");
+    for t in [alloc, assets, cleanup] {
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "task ended abnormally");
+        }
+    }
+    Ok(())
+}
+
+/// Logs a run's outcome.
+pub fn log_report(what: &str, r: &RunReport) {
+    let max_err = r
+        .windows
+        .iter()
+        .map(|w| w.relative_error)
+        .fold(0.0, f64::max);
+    tracing::info!(
+        run = what,
+        windows = r.windows.len(),
+        asset_windows = r.asset_windows,
+        failures = r.failures.len() + r.other_failures.len(),
+        max_relative_error = max_err,
+        "run finished"
+    );
+}
+
+/// Totals per cluster over a range, from the read port (for the demo's summary).
+pub fn cluster_totals(
+    store: &SqliteStore,
+    range: Window,
+) -> Result<Vec<kb_pipeline::ports::CostRow>, Failure> {
+    let q = kb_pipeline::ports::CostQuery {
+        cluster: None,
+        namespace: None,
+        range,
+        granularity: None,
+        group_by: kb_pipeline::ports::GroupBy::Cluster,
+        include_idle: true,
+    };
+    store.costs(&q).map_err(runtime)
+}

@@ -1,0 +1,1061 @@
+//! Configuration: the YAML file, environment overrides, and validation into [`Config`].
+//!
+//! The seed's configuration (section 6 of the design) loads as it is:
+//!
+//! ```yaml
+//! kubecost:
+//!   endpoint: "http://kubecost-cost-analyzer.kubecost.svc.cluster.local:9090"
+//!   apis:
+//!     allocation: { enabled: true, window: "1h", aggregate: ["cluster", "namespace", "pod"] }
+//!     assets: { enabled: true, window: "1d", aggregate: ["cluster"] }
+//! cloudtuner:
+//!   storage: { influxdb: "http://...", clickhouse: "http://...:8123" }
+//! schedule: { allocation_sync: "0 */1 * * *", asset_sync: "0 0 * * *", cleanup: "0 2 * * *" }
+//! ```
+//!
+//! Additions, all optional: `clusters:` (one entry per Kubecost instance or per cluster of a
+//! federated Kubecost, each with its own endpoint, credentials and TLS), `cloudtuner.storage.sqlite`
+//! (the embedded store's file, the default store), `extract:` (lookback, retention, timeouts,
+//! retries, concurrency), `retention:` and `api.listen`. `config/example.yaml` documents every key.
+//!
+//! Layers: built-in defaults, then the file, then environment variables
+//! `KUBECOST_BRIDGE__<SECTION>__<KEY>` (double underscore between path segments, case-insensitive,
+//! values parsed as YAML scalars), e.g. `KUBECOST_BRIDGE__API__LISTEN=0.0.0.0:8080`. The
+//! environment wins because on Kubernetes the file ships in a shared ConfigMap while the
+//! environment is the per-deployment override.
+//!
+//! Loading is pure ([`Config::from_yaml`] takes the environment as a map) and reports every
+//! unknown key and every invalid value with its path, not just the first.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kb_pipeline::retry::RetryPolicy;
+use kb_pipeline::schedule::Schedule;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// The environment prefix of configuration overrides.
+pub const ENV_PREFIX: &str = "KUBECOST_BRIDGE__";
+
+/// One problem in a configuration, with the path of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted path of the key, e.g. `kubecost.apis.allocation.window`.
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration ({} problem(s))", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ----- raw, serde-facing ---------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    kubecost: RawKubecost,
+    #[serde(default)]
+    clusters: Vec<RawCluster>,
+    #[serde(default)]
+    cloudtuner: RawCloudtuner,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    extract: RawExtract,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawKubecost {
+    endpoint: Option<String>,
+    /// The bridge's name for the single cluster `endpoint` serves (default `default`).
+    cluster: Option<String>,
+    flavor: Option<String>,
+    kubecost_cluster_id: Option<String>,
+    auth: Option<RawAuth>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    apis: RawApis,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApis {
+    #[serde(default)]
+    allocation: RawApi1,
+    #[serde(default)]
+    assets: RawApi1,
+    #[serde(default)]
+    budgets: RawToggle,
+    #[serde(default)]
+    savings: RawToggle,
+    #[serde(default)]
+    predictions: RawPredictions,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApi1 {
+    enabled: Option<bool>,
+    window: Option<String>,
+    aggregate: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawToggle {
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawPredictions {
+    enabled: Option<bool>,
+    /// Kubernetes workload specs (YAML files) to price with `/model/prediction/speccost`.
+    #[serde(default)]
+    specs: Vec<String>,
+    default_namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawCluster {
+    name: Option<String>,
+    endpoint: Option<String>,
+    flavor: Option<String>,
+    kubecost_cluster_id: Option<String>,
+    auth: Option<RawAuth>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    token_file: Option<String>,
+    token_env: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTls {
+    ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawCloudtuner {
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawStorage {
+    sqlite: Option<String>,
+    influxdb: Option<String>,
+    clickhouse: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawSchedule {
+    allocation_sync: Option<String>,
+    asset_sync: Option<String>,
+    cleanup: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawExtract {
+    lookback: Option<String>,
+    hourly_retention: Option<String>,
+    settle: Option<String>,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_concurrency: Option<usize>,
+    #[serde(default)]
+    retry: RawRetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    base_delay: Option<String>,
+    max_delay: Option<String>,
+    max_elapsed: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRetention {
+    allocations: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApi {
+    listen: Option<String>,
+}
+
+// ----- validated ----------------------------------------------------------------------------
+
+/// Which Kubecost-compatible server a cluster's endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Kubecost 1.x or 2.x (`/model/allocation`, `idle=`).
+    Kubecost,
+    /// OpenCost (`/allocation`, `includeIdle=`).
+    OpenCost,
+}
+
+/// Where a secret comes from; read at start-up by the wiring, never logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// How the bridge authenticates to a Kubecost endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    None,
+    Bearer {
+        token: SecretSource,
+    },
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+}
+
+/// One cluster to extract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The bridge's name for the cluster: what the store and the API call it.
+    pub name: String,
+    pub endpoint: url::Url,
+    pub flavor: Flavor,
+    /// Kubecost's cluster id to filter by when the endpoint serves several clusters.
+    pub kubecost_cluster_id: Option<String>,
+    pub auth: AuthConfig,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The allocation API settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocationApi {
+    pub enabled: bool,
+    /// The extraction grain for windows within Kubecost's hourly retention (`1h`).
+    pub window: String,
+    /// The `aggregate` asked of Kubecost (see [`effective_aggregate`]).
+    pub aggregate: Vec<String>,
+}
+
+/// The assets API settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetsApi {
+    pub enabled: bool,
+    pub window: String,
+    pub aggregate: Vec<String>,
+}
+
+/// Extraction settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractConfig {
+    pub lookback: Duration,
+    pub hourly_retention: Duration,
+    pub settle: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub clusters: Vec<ClusterConfig>,
+    pub allocation: AllocationApi,
+    pub assets: AssetsApi,
+    pub budgets_enabled: bool,
+    pub savings_enabled: bool,
+    pub predictions_enabled: bool,
+    pub prediction_specs: Vec<PathBuf>,
+    pub prediction_namespace: String,
+    pub sqlite_path: PathBuf,
+    pub influxdb: Option<String>,
+    pub clickhouse: Option<String>,
+    pub allocation_schedule: Schedule,
+    pub asset_schedule: Schedule,
+    pub cleanup_schedule: Schedule,
+    pub extract: ExtractConfig,
+    pub allocation_retention: Duration,
+    pub api_listen: std::net::SocketAddr,
+}
+
+/// The default embedded store file.
+pub const DEFAULT_SQLITE: &str = "data/kubecost-bridge.db";
+
+impl Config {
+    /// Parses and validates a YAML document, with `env` (variable name to value) applied on top.
+    pub fn from_yaml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let mut value: Value = match serde_yaml_ng::from_str(text) {
+            Ok(Value::Null) => Value::Mapping(Default::default()),
+            Ok(v) => v,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigProblem {
+                    path: "(document)".into(),
+                    reason: format!("not valid YAML: {e}"),
+                }]));
+            }
+        };
+        apply_env(&mut value, env, &mut problems);
+
+        // Every unknown key, with its path.
+        let mut unknown = Vec::new();
+        let typed: Result<RawConfig, _> =
+            serde_ignored::deserialize(value.clone(), |p| unknown.push(p.to_string()));
+        for p in unknown {
+            problems.push(ConfigProblem {
+                path: p,
+                reason: "unknown key".into(),
+            });
+        }
+        let raw = match typed {
+            Ok(raw) => raw,
+            Err(_) => {
+                // Ask again with path tracking to say where the type error is.
+                let r: Result<RawConfig, _> = serde_path_to_error::deserialize(value);
+                match r {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        problems.push(ConfigProblem {
+                            path: e.path().to_string(),
+                            reason: e.inner().to_string(),
+                        });
+                        return Err(ConfigErrors(problems));
+                    }
+                }
+            }
+        };
+        match validate(raw, &mut problems) {
+            Some(cfg) if problems.is_empty() => Ok(cfg),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+
+    /// Returns the configuration the demo uses: the given clusters on one simulator endpoint,
+    /// assets unaggregated, everything else at its default.
+    pub fn for_simulator(
+        endpoint: &url::Url,
+        clusters: &[String],
+        sqlite: PathBuf,
+    ) -> Result<Config, ConfigErrors> {
+        let mut cfg = Config::from_yaml("{}", &BTreeMap::new())?;
+        cfg.clusters = clusters
+            .iter()
+            .map(|c| ClusterConfig {
+                name: c.clone(),
+                endpoint: endpoint.clone(),
+                flavor: Flavor::Kubecost,
+                kubecost_cluster_id: Some(c.clone()),
+                auth: AuthConfig::None,
+                ca_file: None,
+            })
+            .collect();
+        cfg.sqlite_path = sqlite;
+        cfg.assets.aggregate = Vec::new();
+        Ok(cfg)
+    }
+}
+
+fn default_extract() -> ExtractConfig {
+    ExtractConfig {
+        lookback: Duration::from_secs(7 * 86_400),
+        hourly_retention: Duration::from_secs(49 * 3_600),
+        settle: Duration::from_secs(5 * 60),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(300),
+        max_concurrency: 2,
+        retry: RetryPolicy::default(),
+    }
+}
+
+/// Returns the aggregate actually sent to Kubecost for a configured one.
+///
+/// Kubecost keeps on an aggregated row only the properties all its members share, and Kubecost
+/// 2.x drops most properties unless asked (awslabs/containers-cost-allocation-dashboard#4). The
+/// store's grain is the pod-hour with its controller and node, so when the configured aggregate
+/// names `pod` (as the seed's does) the bridge asks for `cluster`, `namespace`, `controllerKind`,
+/// `controller`, `node` and `pod` explicitly; those all are properties a pod has exactly one of,
+/// so the rows and their costs are the same, only better labelled. An empty aggregate is the
+/// same pod grain. Any other aggregate is sent as configured.
+pub fn effective_aggregate(configured: &[String]) -> Vec<String> {
+    if configured.is_empty() || configured.iter().any(|a| a == "pod") {
+        [
+            "cluster",
+            "node",
+            "namespace",
+            "controllerKind",
+            "controller",
+            "pod",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    } else {
+        configured.to_vec()
+    }
+}
+
+fn apply_env(value: &mut Value, env: &BTreeMap<String, String>, problems: &mut Vec<ConfigProblem>) {
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            problems.push(ConfigProblem {
+                path: k.clone(),
+                reason: "empty path segment".into(),
+            });
+            continue;
+        }
+        let scalar: Value = serde_yaml_ng::from_str(v).unwrap_or_else(|_| Value::String(v.clone()));
+        let mut cur = &mut *value;
+        let mut ok = true;
+        for (i, seg) in path.iter().enumerate() {
+            if !matches!(cur, Value::Mapping(_)) {
+                *cur = Value::Mapping(Default::default());
+            }
+            let Value::Mapping(m) = cur else {
+                ok = false;
+                break;
+            };
+            let key = Value::String(seg.clone());
+            if i + 1 == path.len() {
+                m.insert(key, scalar.clone());
+                break;
+            }
+            cur = m
+                .entry(key)
+                .or_insert_with(|| Value::Mapping(Default::default()));
+        }
+        if !ok {
+            problems.push(ConfigProblem {
+                path: k.clone(),
+                reason: "cannot apply".into(),
+            });
+        }
+    }
+}
+
+fn duration(
+    raw: &Option<String>,
+    path: &str,
+    default: Duration,
+    problems: &mut Vec<ConfigProblem>,
+) -> Duration {
+    match raw {
+        None => default,
+        Some(s) => match parse_duration(s) {
+            Some(d) => d,
+            None => {
+                problems.push(ConfigProblem {
+                    path: path.into(),
+                    reason: format!("{s:?} is not a duration (examples: 500ms, 30s, 5m, 49h, 7d)"),
+                });
+                default
+            }
+        },
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `49h`, `7d`, `2w`, or humantime forms such as `1h 30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if let Some(secs) = kb_core::window::parse_duration(s) {
+        return u64::try_from(secs).ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(s.trim()).ok()
+}
+
+fn schedule(
+    raw: &Option<String>,
+    path: &str,
+    default: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Schedule> {
+    let expr = raw.as_deref().unwrap_or(default);
+    match Schedule::parse(expr) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: e.to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn flavor(raw: &Option<String>, path: &str, problems: &mut Vec<ConfigProblem>) -> Flavor {
+    match raw.as_deref() {
+        None | Some("kubecost") => Flavor::Kubecost,
+        Some("opencost") => Flavor::OpenCost,
+        Some(other) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("{other:?} is not a flavor (kubecost or opencost)"),
+            });
+            Flavor::Kubecost
+        }
+    }
+}
+
+fn secret(
+    file: &Option<String>,
+    env: &Option<String>,
+    path: &str,
+    what: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecretSource> {
+    match (file, env) {
+        (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+        (None, Some(e)) => Some(SecretSource::Env(e.clone())),
+        (Some(_), Some(_)) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("give either {what}_file or {what}_env, not both"),
+            });
+            None
+        }
+        (None, None) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("{what}_file or {what}_env is required"),
+            });
+            None
+        }
+    }
+}
+
+fn auth(raw: &Option<RawAuth>, path: &str, problems: &mut Vec<ConfigProblem>) -> AuthConfig {
+    let Some(a) = raw else {
+        return AuthConfig::None;
+    };
+    match a.kind.as_deref() {
+        None | Some("none") => AuthConfig::None,
+        Some("bearer") => {
+            match secret(
+                &a.token_file,
+                &a.token_env,
+                &format!("{path}.auth"),
+                "token",
+                problems,
+            ) {
+                Some(token) => AuthConfig::Bearer { token },
+                None => AuthConfig::None,
+            }
+        }
+        Some("basic") => {
+            let Some(username) = a.username.clone() else {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.auth.username"),
+                    reason: "required for basic auth".into(),
+                });
+                return AuthConfig::None;
+            };
+            match secret(
+                &a.password_file,
+                &a.password_env,
+                &format!("{path}.auth"),
+                "password",
+                problems,
+            ) {
+                Some(password) => AuthConfig::Basic { username, password },
+                None => AuthConfig::None,
+            }
+        }
+        Some(other) => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.auth.type"),
+                reason: format!("{other:?} is not an auth type (none, bearer or basic)"),
+            });
+            AuthConfig::None
+        }
+    }
+}
+
+fn endpoint(
+    raw: &Option<String>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<url::Url> {
+    let s = raw.as_deref()?;
+    match url::Url::parse(s) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
+        Ok(u) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("scheme {:?} is not http or https", u.scheme()),
+            });
+            None
+        }
+        Err(e) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("not a URL: {e}"),
+            });
+            None
+        }
+    }
+}
+
+const AGGREGATES: &[&str] = &[
+    "cluster",
+    "node",
+    "namespace",
+    "controllerKind",
+    "controller",
+    "pod",
+    "container",
+    "service",
+];
+
+fn aggregates(
+    raw: &Option<Vec<String>>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<String> {
+    let list = raw.clone().unwrap_or_default();
+    for (i, a) in list.iter().enumerate() {
+        let ok = AGGREGATES.contains(&a.as_str())
+            || a.strip_prefix("label:").is_some_and(|l| !l.is_empty())
+            || a.strip_prefix("annotation:").is_some_and(|l| !l.is_empty());
+        if !ok {
+            problems.push(ConfigProblem {
+                path: format!("{path}[{i}]"),
+                reason: format!(
+                    "{a:?} is not a Kubecost aggregate ({}, label:NAME)",
+                    AGGREGATES.join(", ")
+                ),
+            });
+        }
+    }
+    list
+}
+
+/// Validates the raw config; `None` only when a problem was recorded.
+fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config> {
+    let mut clusters = Vec::new();
+    let top = endpoint(&raw.kubecost.endpoint, "kubecost.endpoint", problems);
+    // With `clusters:` given, `kubecost.endpoint` is only their shared default.
+    if let Some(url) = top.filter(|_| raw.clusters.is_empty()) {
+        clusters.push(ClusterConfig {
+            name: raw
+                .kubecost
+                .cluster
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            endpoint: url,
+            flavor: flavor(&raw.kubecost.flavor, "kubecost.flavor", problems),
+            kubecost_cluster_id: raw.kubecost.kubecost_cluster_id.clone(),
+            auth: auth(&raw.kubecost.auth, "kubecost", problems),
+            ca_file: raw
+                .kubecost
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca_file.clone())
+                .map(PathBuf::from),
+        });
+    }
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let path = format!("clusters[{i}]");
+        let Some(name) = c.name.clone().filter(|n| !n.is_empty()) else {
+            problems.push(ConfigProblem {
+                path: format!("{path}.name"),
+                reason: "required".into(),
+            });
+            continue;
+        };
+        // A cluster without its own endpoint uses `kubecost.endpoint` (a federated Kubecost).
+        let url = match &c.endpoint {
+            Some(_) => endpoint(&c.endpoint, &format!("{path}.endpoint"), problems),
+            None => endpoint(
+                &raw.kubecost.endpoint,
+                &format!("{path}.endpoint"),
+                &mut Vec::new(),
+            ),
+        };
+        let Some(url) = url else {
+            if c.endpoint.is_none() {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.endpoint"),
+                    reason: "required (or set kubecost.endpoint)".into(),
+                });
+            }
+            continue;
+        };
+        if clusters.iter().any(|x: &ClusterConfig| x.name == name) {
+            problems.push(ConfigProblem {
+                path: format!("{path}.name"),
+                reason: format!("duplicate cluster name {name:?}"),
+            });
+        }
+        let auth_cfg = if c.auth.is_some() {
+            auth(&c.auth, &path, problems)
+        } else {
+            auth(&raw.kubecost.auth, "kubecost", &mut Vec::new())
+        };
+        clusters.push(ClusterConfig {
+            name,
+            endpoint: url,
+            flavor: flavor(
+                if c.flavor.is_some() {
+                    &c.flavor
+                } else {
+                    &raw.kubecost.flavor
+                },
+                &format!("{path}.flavor"),
+                problems,
+            ),
+            kubecost_cluster_id: c.kubecost_cluster_id.clone(),
+            auth: auth_cfg,
+            ca_file: c
+                .tls
+                .as_ref()
+                .or(raw.kubecost.tls.as_ref())
+                .and_then(|t| t.ca_file.clone())
+                .map(PathBuf::from),
+        });
+    }
+
+    let apis = &raw.kubecost.apis;
+    let alloc_window = apis
+        .allocation
+        .window
+        .clone()
+        .unwrap_or_else(|| "1h".into());
+    if alloc_window != "1h" {
+        problems.push(ConfigProblem {
+            path: "kubecost.apis.allocation.window".into(),
+            reason: format!(
+                "{alloc_window:?}: only \"1h\" is supported (windows older than extract.hourly_retention are taken daily)"
+            ),
+        });
+    }
+    let asset_window = apis.assets.window.clone().unwrap_or_else(|| "1d".into());
+    if asset_window != "1d" {
+        problems.push(ConfigProblem {
+            path: "kubecost.apis.assets.window".into(),
+            reason: format!("{asset_window:?}: only \"1d\" is supported"),
+        });
+    }
+    let allocation = AllocationApi {
+        enabled: apis.allocation.enabled.unwrap_or(true),
+        window: alloc_window,
+        aggregate: aggregates(
+            &apis.allocation.aggregate,
+            "kubecost.apis.allocation.aggregate",
+            problems,
+        ),
+    };
+    let asset_aggs = apis.assets.aggregate.clone().unwrap_or_default();
+    for (i, a) in asset_aggs.iter().enumerate() {
+        if ![
+            "account",
+            "cluster",
+            "project",
+            "providerid",
+            "provider",
+            "type",
+        ]
+        .contains(&a.as_str())
+        {
+            problems.push(ConfigProblem {
+                path: format!("kubecost.apis.assets.aggregate[{i}]"),
+                reason: format!("{a:?} is not an asset aggregate (account, cluster, project, providerid, provider, type)"),
+            });
+        }
+    }
+    let assets = AssetsApi {
+        enabled: apis.assets.enabled.unwrap_or(true),
+        window: asset_window,
+        aggregate: asset_aggs,
+    };
+
+    let d = default_extract();
+    let e = &raw.extract;
+    let retry = RetryPolicy {
+        max_attempts: e.retry.max_attempts.unwrap_or(d.retry.max_attempts).max(1),
+        base_delay: duration(
+            &e.retry.base_delay,
+            "extract.retry.base_delay",
+            d.retry.base_delay,
+            problems,
+        ),
+        max_delay: duration(
+            &e.retry.max_delay,
+            "extract.retry.max_delay",
+            d.retry.max_delay,
+            problems,
+        ),
+        max_elapsed: duration(
+            &e.retry.max_elapsed,
+            "extract.retry.max_elapsed",
+            d.retry.max_elapsed,
+            problems,
+        ),
+    };
+    let extract = ExtractConfig {
+        lookback: duration(&e.lookback, "extract.lookback", d.lookback, problems),
+        hourly_retention: duration(
+            &e.hourly_retention,
+            "extract.hourly_retention",
+            d.hourly_retention,
+            problems,
+        ),
+        settle: duration(&e.settle, "extract.settle", d.settle, problems),
+        connect_timeout: duration(
+            &e.connect_timeout,
+            "extract.connect_timeout",
+            d.connect_timeout,
+            problems,
+        ),
+        request_timeout: duration(
+            &e.request_timeout,
+            "extract.request_timeout",
+            d.request_timeout,
+            problems,
+        ),
+        max_concurrency: e.max_concurrency.unwrap_or(d.max_concurrency),
+        retry,
+    };
+    if extract.max_concurrency == 0 {
+        problems.push(ConfigProblem {
+            path: "extract.max_concurrency".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+
+    let storage = &raw.cloudtuner.storage;
+    for (key, v) in [
+        ("influxdb", &storage.influxdb),
+        ("clickhouse", &storage.clickhouse),
+    ] {
+        endpoint(v, &format!("cloudtuner.storage.{key}"), problems);
+    }
+    let api_listen = match raw.api.listen.as_deref() {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(s) => match s.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                problems.push(ConfigProblem {
+                    path: "api.listen".into(),
+                    reason: format!("{s:?} is not an address:port"),
+                });
+                std::net::SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        },
+    };
+    let p = &apis.predictions;
+    let allocation_schedule = schedule(
+        &raw.schedule.allocation_sync,
+        "schedule.allocation_sync",
+        "0 */1 * * *",
+        problems,
+    );
+    let asset_schedule = schedule(
+        &raw.schedule.asset_sync,
+        "schedule.asset_sync",
+        "0 0 * * *",
+        problems,
+    );
+    let cleanup_schedule = schedule(
+        &raw.schedule.cleanup,
+        "schedule.cleanup",
+        "0 2 * * *",
+        problems,
+    );
+    Some(Config {
+        clusters,
+        allocation,
+        assets,
+        budgets_enabled: apis.budgets.enabled.unwrap_or(true),
+        savings_enabled: apis.savings.enabled.unwrap_or(true),
+        predictions_enabled: p.enabled.unwrap_or(!p.specs.is_empty()),
+        prediction_specs: p.specs.iter().map(PathBuf::from).collect(),
+        prediction_namespace: p
+            .default_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        sqlite_path: PathBuf::from(
+            storage
+                .sqlite
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SQLITE.into()),
+        ),
+        influxdb: storage.influxdb.clone(),
+        clickhouse: storage.clickhouse.clone(),
+        allocation_schedule: allocation_schedule?,
+        asset_schedule: asset_schedule?,
+        cleanup_schedule: cleanup_schedule?,
+        extract,
+        allocation_retention: duration(
+            &raw.retention.allocations,
+            "retention.allocations",
+            Duration::from_secs(90 * 86_400),
+            problems,
+        ),
+        api_listen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+kubecost:
+  endpoint: "http://kubecost-cost-analyzer.kubecost.svc.cluster.local:9090"
+  apis:
+    allocation:
+      enabled: true
+      window: "1h"
+      aggregate: ["cluster", "namespace", "pod"]
+    assets:
+      enabled: true
+      window: "1d"
+      aggregate: ["cluster"]
+
+cloudtuner:
+  storage:
+    influxdb: "http://influxdb.default.svc.cluster.local"
+    clickhouse: "http://clickhouse.default.svc.cluster.local:8123"
+
+schedule:
+  allocation_sync: "0 */1 * * *"  # Every hour
+  asset_sync: "0 0 * * *"         # Daily
+  cleanup: "0 2 * * *"            # Daily cleanup at 2 AM
+"#;
+
+    #[test]
+    fn the_seed_config_loads_and_means_what_it_says() {
+        let c = Config::from_yaml(SEED, &BTreeMap::new()).unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        assert_eq!(c.clusters[0].endpoint.port(), Some(9090));
+        assert_eq!(c.allocation.aggregate, ["cluster", "namespace", "pod"]);
+        assert_eq!(c.assets.aggregate, ["cluster"]);
+        assert_eq!(c.allocation_schedule.expr(), "0 */1 * * *");
+        assert_eq!(c.cleanup_schedule.next_after(0), Some(2 * 3600));
+        assert_eq!(
+            c.clickhouse.as_deref(),
+            Some("http://clickhouse.default.svc.cluster.local:8123")
+        );
+        assert_eq!(c.extract.hourly_retention, Duration::from_secs(49 * 3600));
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_with_its_path() {
+        let bad = r#"
+kubecost:
+  endpoint: "ftp://x"
+  apis:
+    allocation: { aggregate: ["namespace", "colour"], windw: "1h" }
+clusters:
+  - name: a
+    endpoint: "http://127.0.0.1:1"
+    auth: { type: bearer }
+  - endpoint: "http://127.0.0.1:2"
+schedule:
+  cleanup: "at two"
+extract:
+  lookback: "a week"
+bogus: 1
+"#;
+        let e = Config::from_yaml(bad, &BTreeMap::new()).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "bogus",
+            "kubecost.apis.allocation.windw",
+            "kubecost.endpoint",
+            "kubecost.apis.allocation.aggregate[1]",
+            "clusters[0].auth",
+            "clusters[1].name",
+            "schedule.cleanup",
+            "extract.lookback",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {e}");
+        }
+    }
+
+    #[test]
+    fn type_errors_name_their_path() {
+        let e =
+            Config::from_yaml("extract:\n  max_concurrency: lots\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.0[0].path, "extract.max_concurrency", "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = BTreeMap::from([
+            (
+                "KUBECOST_BRIDGE__API__LISTEN".to_string(),
+                "0.0.0.0:9999".to_string(),
+            ),
+            (
+                "KUBECOST_BRIDGE__EXTRACT__MAX_CONCURRENCY".to_string(),
+                "7".to_string(),
+            ),
+            (
+                "KUBECOST_BRIDGE__CLOUDTUNER__STORAGE__SQLITE".to_string(),
+                "/tmp/x.db".to_string(),
+            ),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ]);
+        let c = Config::from_yaml("api:\n  listen: 127.0.0.1:1\n", &env).unwrap();
+        assert_eq!(c.api_listen.port(), 9999);
+        assert_eq!(c.extract.max_concurrency, 7);
+        assert_eq!(c.sqlite_path, PathBuf::from("/tmp/x.db"));
+    }
+
+    #[test]
+    fn pod_aggregates_ask_for_controller_and_node() {
+        let seed = vec!["cluster".to_string(), "namespace".into(), "pod".into()];
+        let eff = effective_aggregate(&seed);
+        assert!(eff.contains(&"controllerKind".to_string()) && eff.contains(&"node".to_string()));
+        let ns = vec!["namespace".to_string()];
+        assert_eq!(effective_aggregate(&ns), ns);
+    }
+}
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn the_example_config_documents_valid_keys() {
+        let text = include_str!("../../../config/example.yaml");
+        let c = Config::from_yaml(text, &BTreeMap::new()).unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        assert_eq!(c.clusters[0].name, "prod-eu");
+        assert_eq!(c.extract.max_concurrency, 2);
+    }
+}
