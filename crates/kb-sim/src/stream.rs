@@ -51,7 +51,13 @@ impl Out {
     fn corrupt(&mut self) {
         if self.faults.malformed {
             self.faults.malformed = false;
-            let at = self.buf.len() / 2;
+            // Corrupt at a structural position (just after a `,` that precedes a key), never
+            // inside a string, where `{{oops` would still be valid JSON.
+            let half = self.buf.len() / 2;
+            let at = self.buf[half..]
+                .windows(2)
+                .position(|w| w == b",\"")
+                .map_or(self.buf.len(), |p| half + p + 1);
             let tail = self.buf.split_off(at);
             self.buf.extend_from_slice(b"{{oops");
             self.buf.extend_from_slice(&tail);
