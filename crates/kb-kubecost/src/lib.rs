@@ -70,6 +70,60 @@ pub fn parse_allocation_document(
     Ok((collector.take_batch(), collector.summary))
 }
 
+/// Streams a recorded allocation response (any supported shape) from `reader` with the same
+/// bounded memory as the HTTP path: the file is read in chunks, and rows are handed to `sink` in
+/// batches of about [`client::BATCH_ROWS`]. `sink` returns `false` when its receiver is gone,
+/// which stops the read with [`Error::ReceiverDropped`]. Rows without a parseable window get
+/// `default_window`. Used by `kubecost-bridge import` and the extraction benchmark.
+pub fn read_allocations<R: std::io::Read>(
+    mut reader: R,
+    default_window: Window,
+    filter_cluster: Option<String>,
+    mut sink: impl FnMut(Vec<Allocation>) -> bool,
+) -> Result<StreamSummary, Error> {
+    const CHUNK: usize = 256 << 10;
+    let mut framer = Framer::new(DEFAULT_MAX_VALUE_BYTES);
+    let mut collector = AllocationCollector::new(
+        SetWindows {
+            window: default_window,
+            step: None,
+        },
+        filter_cluster,
+        true,
+    );
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Truncated {
+                    endpoint: error::DOCUMENT.to_string(),
+                    what: format!("read failed: {e}"),
+                    byte_offset: framer.offset() + framer.buffered() as u64,
+                });
+            }
+        };
+        framer.feed(buf.get(..n).unwrap_or_default());
+        while let Some(ev) = framer.next_event()? {
+            collector.on_event(ev)?;
+        }
+        if collector.batch.len() >= client::BATCH_ROWS && !sink(collector.take_batch()) {
+            return Err(Error::ReceiverDropped {
+                endpoint: error::DOCUMENT.to_string(),
+            });
+        }
+    }
+    finish_document(&framer)?;
+    if !collector.batch.is_empty() && !sink(collector.take_batch()) {
+        return Err(Error::ReceiverDropped {
+            endpoint: error::DOCUMENT.to_string(),
+        });
+    }
+    Ok(collector.summary)
+}
+
 /// Parses a whole asset response (Kubecost's array of sets or OpenCost's single set).
 pub fn parse_assets_document(bytes: &[u8], default_window: Window) -> Result<Vec<Asset>, Error> {
     let mut framer = Framer::new(DEFAULT_MAX_VALUE_BYTES);

@@ -134,9 +134,9 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve namespace id";
-        let id = insert_or_select(
+        let id = insert_then_select(
             conn,
-            "INSERT INTO namespaces (cluster_id, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO namespaces (cluster_id, name) VALUES (?1, ?2)",
             "SELECT id FROM namespaces WHERE cluster_id = ?1 AND name = ?2",
             params![cluster_id, name],
             params![cluster_id, name],
@@ -162,9 +162,9 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve controller id";
-        let id = insert_or_select(
+        let id = insert_then_select(
             conn,
-            "INSERT INTO controllers (namespace_id, kind, name) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO controllers (namespace_id, kind, name) VALUES (?1, ?2, ?3)",
             "SELECT id FROM controllers WHERE namespace_id = ?1 AND kind = ?2 AND name = ?3",
             params![namespace_id, kind, name],
             params![namespace_id, kind, name],
@@ -219,9 +219,9 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve pod id";
-        let id = insert_or_select(
+        let id = insert_then_select(
             conn,
-            "INSERT INTO pods (controller_id, name, node_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO pods (controller_id, name, node_id) VALUES (?1, ?2, ?3)",
             "SELECT id FROM pods WHERE controller_id = ?1 AND name = ?2 AND node_id = ?3",
             params![controller_id, name, node_id],
             params![controller_id, name, node_id],
@@ -274,9 +274,9 @@ impl Resolver {
         let op = "resolve label set id";
         let hash = fnv1a(self.json.as_bytes());
         let json = self.json.as_str();
-        let id = insert_or_select(
+        let id = insert_then_select(
             conn,
-            "INSERT INTO label_sets (hash, json) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO label_sets (hash, json) VALUES (?1, ?2)",
             "SELECT id FROM label_sets WHERE hash = ?1 AND json = ?2",
             params![hash, json],
             params![hash, json],
@@ -305,6 +305,30 @@ fn insert_or_select<P: rusqlite::Params, Q: rusqlite::Params>(
     }
     conn.prepare_cached(select)?
         .query_row(select_params, |r| r.get(0))
+}
+
+/// Inserts a dimension row the cache does not know and returns its new id; when the row
+/// exists after all (another writer added it, or the cache was cold), the unique constraint
+/// fails and the existing id is selected. A failed INSERT undoes only itself in SQLite, so the
+/// window's transaction goes on. The plain INSERT (no `ON CONFLICT ... RETURNING`, no row
+/// cursor) is the fast path: on a new cluster every pod and label set takes it once.
+fn insert_then_select<P: rusqlite::Params, Q: rusqlite::Params>(
+    conn: &Connection,
+    insert: &str,
+    select: &str,
+    insert_params: P,
+    select_params: Q,
+) -> rusqlite::Result<i64> {
+    match conn.prepare_cached(insert)?.execute(insert_params) {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            conn.prepare_cached(select)?
+                .query_row(select_params, |r| r.get(0))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// 64-bit FNV-1a, as a signed integer for SQLite: a stable hash that narrows label-set lookups.

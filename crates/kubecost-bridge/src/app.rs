@@ -20,7 +20,7 @@ use crate::extract::{Extractor, Progress, RunReport, Settings, Target, lookback_
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Bad usage or configuration: exit code 2.
     Usage(anyhow::Error),
     /// Anything that went wrong while running: exit code 1.
@@ -29,7 +29,7 @@ pub enum Failure {
 
 impl Failure {
     /// Returns the process exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) => 2,
             Failure::Runtime(_) => 1,
@@ -37,7 +37,7 @@ impl Failure {
     }
 
     /// Returns the error to print.
-    pub fn error(&self) -> &anyhow::Error {
+    pub(crate) fn error(&self) -> &anyhow::Error {
         match self {
             Failure::Usage(e) | Failure::Runtime(e) => e,
         }
@@ -51,12 +51,12 @@ impl From<ConfigErrors> for Failure {
 }
 
 /// Shorthand for runtime failures.
-pub fn runtime(e: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn runtime(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Runtime(e.into())
 }
 
 /// Reads and validates a configuration file, with the process environment on top.
-pub fn load_config(path: &Path) -> Result<Config, Failure> {
+pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))
         .map_err(Failure::Usage)?;
@@ -81,7 +81,7 @@ fn read_secret(src: &SecretSource) -> Result<Secret, Failure> {
 
 /// Builds one client per distinct endpoint (so clusters of one federated Kubecost share its
 /// concurrency limit) and the extraction targets.
-pub fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
+pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
     let mut clients: Vec<(String, Client)> = Vec::new();
     let mut out = Vec::new();
     for c in &cfg.clusters {
@@ -133,7 +133,7 @@ pub fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
 }
 
 /// Opens the store the configuration names.
-pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
+pub(crate) fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
     if cfg.clickhouse.is_some() || cfg.influxdb.is_some() {
         tracing::warn!(
             path = %cfg.sqlite_path.display(),
@@ -156,7 +156,7 @@ pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
 }
 
 /// Builds the extractor for a configuration.
-pub fn extractor(
+pub(crate) fn extractor(
     cfg: &Config,
     store: Arc<SqliteStore>,
     shutdown: Shutdown,
@@ -164,7 +164,6 @@ pub fn extractor(
     let settings = Settings {
         aggregate: effective_aggregate(&cfg.allocation.aggregate),
         asset_aggregate: cfg.assets.aggregate.clone(),
-        lookback: cfg.extract.lookback,
         hourly_retention: cfg.extract.hourly_retention,
         settle: cfg.extract.settle,
         retry: cfg.extract.retry,
@@ -183,7 +182,7 @@ pub fn extractor(
 
 /// Runs one catch-up pass: every unsynced allocation window and asset day in `[from, until)`,
 /// then budgets, savings and predictions.
-pub async fn sync_range(
+pub(crate) async fn sync_range(
     cfg: &Config,
     ex: &Extractor,
     from: i64,
@@ -211,7 +210,7 @@ pub async fn sync_range(
 
 /// Extracts the windows of `[window.start, window.end)` again, synced or not (the store replaces
 /// them), at hourly grain within the hourly retention and daily before it.
-pub async fn extract_exact(
+pub(crate) async fn extract_exact(
     cfg: &Config,
     ex: &Extractor,
     window: Window,
@@ -249,7 +248,7 @@ pub async fn extract_exact(
 }
 
 /// The `run` command: catch up once, then follow the schedules until shutdown.
-pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
+pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
     let store = open_store(&cfg)?;
     let ex = Arc::new(extractor(&cfg, store.clone(), shutdown.clone())?);
     let cfg = Arc::new(cfg);
@@ -317,7 +316,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
 }
 
 /// Logs a run's outcome.
-pub fn log_report(what: &str, r: &RunReport) {
+pub(crate) fn log_report(what: &str, r: &RunReport) {
     let max_err = r
         .windows
         .iter()
@@ -334,7 +333,7 @@ pub fn log_report(what: &str, r: &RunReport) {
 }
 
 /// Totals per cluster over a range, from the read port (for the demo's summary).
-pub fn cluster_totals(
+pub(crate) fn cluster_totals(
     store: &SqliteStore,
     range: Window,
 ) -> Result<Vec<kb_pipeline::ports::CostRow>, Failure> {
@@ -347,4 +346,100 @@ pub fn cluster_totals(
         include_idle: true,
     };
     store.costs(&q).map_err(runtime)
+}
+
+/// What `import` stored.
+#[derive(Debug)]
+pub(crate) struct ImportReport {
+    pub rows: u64,
+    pub total_cost: f64,
+}
+
+/// The `import` command: stores a recorded allocation response (a file saved from Kubecost's
+/// `/model/allocation` for one window) as that window of `cluster`, exactly as `extract` would
+/// have: the same streaming parser, the same writer, one transaction with the checkpoint.
+///
+/// The file is parsed on a reader thread while this thread inserts (a bounded channel of a few
+/// batches between them), so parsing and SQLite overlap and memory stays bounded whatever the
+/// file's size. Rows of other Kubecost clusters are dropped when the cluster has a
+/// `kubecost_cluster_id`; every stored row carries the bridge's name for the cluster.
+pub(crate) fn import_file(
+    cfg: &Config,
+    store: &SqliteStore,
+    cluster: &str,
+    window: Window,
+    file: &Path,
+) -> Result<ImportReport, Failure> {
+    let resolution = match window.end - window.start {
+        kb_core::window::HOUR if window.start % kb_core::window::HOUR == 0 => Resolution::Hour,
+        kb_core::window::DAY if window.start % kb_core::window::DAY == 0 => Resolution::Day,
+        _ => {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--window must be one whole UTC hour or day, got {window}"
+            )));
+        }
+    };
+    let filter = cfg
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.kubecost_cluster_id.clone());
+    let reader = std::fs::File::open(file)
+        .with_context(|| format!("cannot open {}", file.display()))
+        .map_err(Failure::Usage)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<kb_core::Allocation>>(4);
+    let parser = std::thread::Builder::new()
+        .name("import-parse".into())
+        .spawn(move || {
+            kb_kubecost::read_allocations(
+                std::io::BufReader::with_capacity(1 << 20, reader),
+                window,
+                filter,
+                |batch| tx.send(batch).is_ok(),
+            )
+        })
+        .context("cannot start the parser thread")
+        .map_err(runtime)?;
+    let what = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "import {} into cluster {cluster} window {window}: {e}",
+            file.display()
+        )
+    };
+    // The closure owns the receiver, so a store error drops it and stops the parser.
+    let written = (move || {
+        let mut w = store.begin_allocations(cluster, window, resolution)?;
+        for mut batch in rx {
+            for row in &mut batch {
+                if row.cluster != cluster {
+                    row.cluster = cluster.to_string();
+                }
+            }
+            w.write(&batch)?;
+        }
+        Ok::<_, kb_pipeline::ports::StoreError>(w)
+    })();
+    let parsed = parser
+        .join()
+        .map_err(|_| runtime(anyhow::anyhow!("the parser thread panicked")))?;
+    // A store error explains a parser stopped by a dropped channel, so it comes first; an
+    // uncommitted writer dropped here rolls back.
+    let writer = written.map_err(|e| runtime(what(&e)))?;
+    let summary = parsed.map_err(|e| runtime(what(&e)))?;
+    let stats = writer
+        .commit(&kb_pipeline::ports::Checkpoint {
+            cluster: cluster.to_string(),
+            endpoint: Endpoint::Allocation,
+            window,
+            resolution,
+            synced_at: chrono::Utc::now().timestamp(),
+            rows: summary.rows,
+            response_total_cost: summary.total_cost,
+            null_fields: summary.null_fields,
+        })
+        .map_err(|e| runtime(what(&e)))?;
+    Ok(ImportReport {
+        rows: stats.rows,
+        total_cost: stats.total_cost,
+    })
 }

@@ -37,11 +37,11 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 /// The environment prefix of configuration overrides.
-pub const ENV_PREFIX: &str = "KUBECOST_BRIDGE__";
+pub(crate) const ENV_PREFIX: &str = "KUBECOST_BRIDGE__";
 
 /// One problem in a configuration, with the path of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
+pub(crate) struct ConfigProblem {
     /// Dotted path of the key, e.g. `kubecost.apis.allocation.window`.
     pub path: String,
     pub reason: String,
@@ -55,7 +55,7 @@ impl std::fmt::Display for ConfigProblem {
 
 /// Every problem found in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigProblem>);
+pub(crate) struct ConfigErrors(pub Vec<ConfigProblem>);
 
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,7 +217,7 @@ struct RawApi {
 
 /// Which Kubecost-compatible server a cluster's endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// Kubecost 1.x or 2.x (`/model/allocation`, `idle=`).
     Kubecost,
     /// OpenCost (`/allocation`, `includeIdle=`).
@@ -226,14 +226,14 @@ pub enum Flavor {
 
 /// Where a secret comes from; read at start-up by the wiring, never logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     File(PathBuf),
     Env(String),
 }
 
 /// How the bridge authenticates to a Kubecost endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthConfig {
+pub(crate) enum AuthConfig {
     None,
     Bearer {
         token: SecretSource,
@@ -246,7 +246,7 @@ pub enum AuthConfig {
 
 /// One cluster to extract.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     /// The bridge's name for the cluster: what the store and the API call it.
     pub name: String,
     pub endpoint: url::Url,
@@ -259,7 +259,7 @@ pub struct ClusterConfig {
 
 /// The allocation API settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AllocationApi {
+pub(crate) struct AllocationApi {
     pub enabled: bool,
     /// The extraction grain for windows within Kubecost's hourly retention (`1h`).
     pub window: String,
@@ -269,7 +269,7 @@ pub struct AllocationApi {
 
 /// The assets API settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AssetsApi {
+pub(crate) struct AssetsApi {
     pub enabled: bool,
     pub window: String,
     pub aggregate: Vec<String>,
@@ -277,7 +277,7 @@ pub struct AssetsApi {
 
 /// Extraction settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExtractConfig {
+pub(crate) struct ExtractConfig {
     pub lookback: Duration,
     pub hourly_retention: Duration,
     pub settle: Duration,
@@ -289,7 +289,7 @@ pub struct ExtractConfig {
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub clusters: Vec<ClusterConfig>,
     pub allocation: AllocationApi,
     pub assets: AssetsApi,
@@ -306,15 +306,20 @@ pub struct Config {
     pub cleanup_schedule: Schedule,
     pub extract: ExtractConfig,
     pub allocation_retention: Duration,
+    /// Where `run` and `demo` serve the API, remote_write and `/metrics` (read once they land).
+    #[allow(dead_code)]
     pub api_listen: std::net::SocketAddr,
 }
 
 /// The default embedded store file.
-pub const DEFAULT_SQLITE: &str = "data/kubecost-bridge.db";
+pub(crate) const DEFAULT_SQLITE: &str = "data/kubecost-bridge.db";
 
 impl Config {
     /// Parses and validates a YAML document, with `env` (variable name to value) applied on top.
-    pub fn from_yaml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub(crate) fn from_yaml(
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
         let mut value: Value = match serde_yaml_ng::from_str(text) {
             Ok(Value::Null) => Value::Mapping(Default::default()),
@@ -363,7 +368,7 @@ impl Config {
 
     /// Returns the configuration the demo uses: the given clusters on one simulator endpoint,
     /// assets unaggregated, everything else at its default.
-    pub fn for_simulator(
+    pub(crate) fn for_simulator(
         endpoint: &url::Url,
         clusters: &[String],
         sqlite: PathBuf,
@@ -407,7 +412,7 @@ fn default_extract() -> ExtractConfig {
 /// `controller`, `node` and `pod` explicitly; those all are properties a pod has exactly one of,
 /// so the rows and their costs are the same, only better labelled. An empty aggregate is the
 /// same pod grain. Any other aggregate is sent as configured.
-pub fn effective_aggregate(configured: &[String]) -> Vec<String> {
+pub(crate) fn effective_aggregate(configured: &[String]) -> Vec<String> {
     if configured.is_empty() || configured.iter().any(|a| a == "pod") {
         [
             "cluster",
@@ -489,7 +494,7 @@ fn duration(
 }
 
 /// Parses `500ms`, `30s`, `5m`, `49h`, `7d`, `2w`, or humantime forms such as `1h 30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     if let Some(secs) = kb_core::window::parse_duration(s) {
         return u64::try_from(secs).ok().map(Duration::from_secs);
     }

@@ -22,7 +22,7 @@ use crate::extract::Progress;
 
 /// Arguments of `demo`.
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Where the simulator listens (the API and dashboard will share this address once they land).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -44,11 +44,11 @@ pub struct DemoArgs {
 }
 
 /// A progress bar on a terminal; draws nothing when stderr is not one.
-pub struct Bar(ProgressBar);
+pub(crate) struct Bar(ProgressBar);
 
 impl Bar {
     /// Makes a bar with a label.
-    pub fn new(label: &str) -> Bar {
+    pub(crate) fn new(label: &str) -> Bar {
         let bar = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix} [{bar:30}] {pos}/{len} windows, {per_sec}, eta {eta} {msg}",
@@ -60,7 +60,7 @@ impl Bar {
     }
 
     /// Clears the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.0.finish_and_clear();
     }
 }
@@ -81,7 +81,7 @@ impl Progress for Bar {
 }
 
 /// Runs the demo.
-pub async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failure> {
+pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failure> {
     let sim = kb_sim::SimConfig {
         clusters: args.clusters.max(1),
         pods: args.pods.max(1),

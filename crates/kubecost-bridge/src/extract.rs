@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 /// One cluster to extract, with its client.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// The bridge's name for the cluster.
     pub name: String,
     pub client: Client,
@@ -39,12 +39,11 @@ pub struct Target {
 
 /// What the extractor needs besides its targets and store.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The allocation `aggregate` sent to Kubecost.
     pub aggregate: Vec<String>,
     /// The asset `aggregate` sent to Kubecost (empty: one row per asset).
     pub asset_aggregate: Vec<String>,
-    pub lookback: Duration,
     pub hourly_retention: Duration,
     pub settle: Duration,
     pub retry: RetryPolicy,
@@ -57,7 +56,7 @@ pub struct Settings {
 
 /// Why one window could not be extracted.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
+pub(crate) enum Failure {
     #[error(transparent)]
     Kubecost(#[from] kb_kubecost::Error),
     #[error(transparent)]
@@ -90,7 +89,7 @@ impl Retryable for Failure {
 #[error(
     "cluster {cluster}: {endpoint} window {window} failed after {attempts} attempt(s): {source}"
 )]
-pub struct WindowError {
+pub(crate) struct WindowError {
     pub cluster: String,
     pub endpoint: &'static str,
     pub window: Window,
@@ -101,7 +100,7 @@ pub struct WindowError {
 
 /// The outcome of one synced window.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WindowReport {
+pub(crate) struct WindowReport {
     pub cluster: String,
     pub window: Window,
     pub resolution: Resolution,
@@ -115,7 +114,7 @@ pub struct WindowReport {
 
 /// The outcome of a run over many windows.
 #[derive(Debug, Default)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     pub windows: Vec<WindowReport>,
     pub failures: Vec<WindowError>,
     /// Asset windows synced.
@@ -125,7 +124,7 @@ pub struct RunReport {
 }
 
 /// Receives progress events (a progress bar on a terminal, nothing otherwise).
-pub trait Progress: Send + Sync {
+pub(crate) trait Progress: Send + Sync {
     /// Called once with the number of windows planned.
     fn planned(&self, windows: u64);
     /// Called after each window, synced or failed.
@@ -133,7 +132,7 @@ pub trait Progress: Send + Sync {
 }
 
 /// A progress sink that ignores everything.
-pub struct NoProgress;
+pub(crate) struct NoProgress;
 
 impl Progress for NoProgress {
     fn planned(&self, _: u64) {}
@@ -141,7 +140,7 @@ impl Progress for NoProgress {
 }
 
 /// The extractor.
-pub struct Extractor {
+pub(crate) struct Extractor {
     store: Arc<dyn CostStore>,
     targets: Vec<Target>,
     settings: Settings,
@@ -161,7 +160,7 @@ const CHANNEL_BATCHES: usize = 4;
 
 impl Extractor {
     /// Makes an extractor.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn CostStore>,
         targets: Vec<Target>,
         settings: Settings,
@@ -176,7 +175,7 @@ impl Extractor {
     }
 
     /// Returns the cluster names this extractor serves.
-    pub fn clusters(&self) -> Vec<String> {
+    pub(crate) fn clusters(&self) -> Vec<String> {
         self.targets.iter().map(|t| t.name.clone()).collect()
     }
 
@@ -186,7 +185,7 @@ impl Extractor {
 
     /// Plans the unsynced allocation windows in `[from, until)` for the given clusters (all when
     /// `only` is `None`), oldest first.
-    pub fn plan(
+    pub(crate) fn plan(
         &self,
         endpoint: Endpoint,
         from: i64,
@@ -236,7 +235,7 @@ impl Extractor {
     }
 
     /// Extracts every planned window; failures are collected, not fatal.
-    pub async fn sync_allocations(
+    pub(crate) async fn sync_allocations(
         &self,
         plan: Vec<(String, Window, Resolution)>,
         progress: &dyn Progress,
@@ -263,7 +262,7 @@ impl Extractor {
     }
 
     /// Extracts one allocation window for one cluster, with retries.
-    pub async fn extract_window(
+    pub(crate) async fn extract_window(
         &self,
         cluster: &str,
         window: Window,
@@ -415,7 +414,7 @@ impl Extractor {
     }
 
     /// Syncs every planned asset day.
-    pub async fn sync_assets(
+    pub(crate) async fn sync_assets(
         &self,
         plan: Vec<(String, Window, Resolution)>,
         report: &mut RunReport,
@@ -480,7 +479,7 @@ impl Extractor {
     }
 
     /// Syncs budgets, savings recommendations and spec-cost predictions for every cluster.
-    pub async fn sync_other(&self, report: &mut RunReport) {
+    pub(crate) async fn sync_other(&self, report: &mut RunReport) {
         let now = chrono::Utc::now().timestamp();
         for t in &self.targets {
             if self.shutdown.is_triggered() {
@@ -589,6 +588,6 @@ fn secs(d: Duration) -> i64 {
 }
 
 /// Returns the `[from, until)` range a regular run covers: the lookback up to now.
-pub fn lookback_range(now: i64, lookback: Duration) -> (i64, i64) {
+pub(crate) fn lookback_range(now: i64, lookback: Duration) -> (i64, i64) {
     (kb_core::window::floor_to(now - secs(lookback), HOUR), now)
 }

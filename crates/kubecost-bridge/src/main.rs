@@ -64,6 +64,21 @@ enum Command {
         #[arg(long)]
         cluster: Option<String>,
     },
+    /// Store a recorded allocation response (saved from Kubecost for one hour or day) as that
+    /// window of a cluster, as `extract` would have.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cluster (the config's name for it) the rows belong to.
+        #[arg(long)]
+        cluster: String,
+        /// The response's window, `START,END`: one whole UTC hour or day.
+        #[arg(long)]
+        window: String,
+        /// The recorded `/model/allocation` response (JSON).
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Validate a configuration file and report every problem with its path.
     CheckConfig {
         #[arg(long)]
@@ -274,6 +289,26 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             let ex = app::extractor(&cfg, store, signals())?;
             let report = app::extract_exact(&cfg, &ex, w, cluster.as_deref()).await?;
             finish(report)
+        }
+        Command::Import {
+            config,
+            cluster,
+            window,
+            file,
+        } => {
+            let cfg = app::load_config(&config)?;
+            let now = chrono::Utc::now().timestamp();
+            let w = kb_core::window::parse_kubecost_window(&window, now)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("--window: {e}")))?;
+            check_cluster(&cfg, Some(&cluster))?;
+            let store = app::open_store(&cfg)?;
+            let r =
+                tokio::task::block_in_place(|| app::import_file(&cfg, &store, &cluster, w, &file))?;
+            println!(
+                "imported {} allocation rows (total_cost {:.6}) into cluster {cluster} window {w}",
+                r.rows, r.total_cost
+            );
+            Ok(())
         }
         Command::Backfill {
             config,
