@@ -7,8 +7,13 @@
 //! - A writer looks ids up in a snapshot of the shared cache, then in its own cache of ids it
 //!   created in its (uncommitted) transaction. Only after its transaction commits are its ids
 //!   merged into the shared cache, so a rolled-back id can never be handed out again.
-//! - On a miss the resolver runs `INSERT OR IGNORE` and one `SELECT id` (both prepared and
-//!   cached by the connection); on a hit it runs no SQL at all.
+//! - On a miss the resolver runs a plain `INSERT` and takes `last_insert_rowid()`; only when the
+//!   row existed after all (the unique constraint fails) does it run a `SELECT id`. Statements
+//!   are prepared once per connection. On a hit it runs no SQL at all.
+//! - The cache is bounded ([`MAX_CACHED_IDS`] keys in all): past the bound a writer stops
+//!   remembering new ids, and a merge that would exceed it replaces the shared cache with the
+//!   latest window's ids (the ones the next window most likely needs). A miss costs SQL, never
+//!   correctness, so the bound keeps memory flat on a huge response (1 GiB: half a million pods).
 //! - Cache keys are built in one reused byte buffer: a kind tag, ids as 8 raw bytes and strings
 //!   as their length (8 bytes) then their bytes, so keys are unambiguous for any string content
 //!   (annotations may hold anything) and a hit allocates and formats nothing.
@@ -19,6 +24,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, params};
 
 use crate::error::{StoreError, db_err};
+
+/// The most keys the shared cache plus one writer's own cache hold (about 150 bytes each).
+pub(crate) const MAX_CACHED_IDS: usize = 128 * 1024;
 
 /// Committed dimension ids by cache key.
 pub(crate) type DimMap = HashMap<Vec<u8>, i64>;
@@ -45,6 +53,10 @@ impl SharedDims {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        if g.len() + fresh.len() > MAX_CACHED_IDS {
+            *g = Arc::new(fresh);
+            return;
+        }
         // Copy-on-write: clones only when a writer still holds an older snapshot.
         Arc::make_mut(&mut g).extend(fresh);
     }
@@ -83,6 +95,9 @@ impl Resolver {
     }
 
     fn remember(&mut self, id: i64) {
+        if self.base.len() + self.fresh.len() >= MAX_CACHED_IDS {
+            return;
+        }
         self.fresh.insert(self.key.clone(), id);
     }
 

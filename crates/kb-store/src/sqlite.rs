@@ -37,7 +37,7 @@ use crate::schema;
 /// How long a connection waits for another connection's write lock before failing (retryable).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`).
-const CACHE_KIB: i64 = 32 * 1024;
+const CACHE_KIB: i64 = 16 * 1024;
 
 /// Row counts and size of a store, for summaries.
 #[derive(Debug, Clone, Default, PartialEq)]
