@@ -91,6 +91,11 @@ impl Window {
         other.start >= self.start && other.end <= self.end
     }
 
+    /// Returns true when `t` (unix seconds) lies in `[start, end)`.
+    pub fn contains_instant(&self, t: i64) -> bool {
+        self.start <= t && t < self.end
+    }
+
     /// Returns true when the two windows share any instant.
     pub fn overlaps(&self, other: &Window) -> bool {
         self.start < other.end && other.start < self.end

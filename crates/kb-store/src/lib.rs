@@ -49,6 +49,7 @@
 
 mod dims;
 pub mod error;
+mod insights;
 mod query;
 pub mod schema;
 mod sqlite;

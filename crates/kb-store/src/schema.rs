@@ -253,8 +253,71 @@ CREATE TABLE savings (
 CREATE INDEX savings_cluster ON savings (cluster_id);
 "#;
 
+/// Migration 3: the aggregator's results. `cost_summaries` follows the seed's table
+/// (`timestamp` = bucket start, `window_duration` = `1h` / `1d` / `1mo`, the cost columns and
+/// `efficiency_score`) with the bridge's additions: the dimension and its value, gpu, shared
+/// and idle costs, the efficiency's numerator and denominator, the source (`api` or
+/// `realtime`) and the rules' version. Its primary key is the natural key, so a bucket is
+/// stored once per source.
+const MIGRATION_3: &str = r#"
+CREATE TABLE cost_summaries (
+    cluster_id         INTEGER NOT NULL,
+    window_duration    TEXT NOT NULL,
+    dimension          TEXT NOT NULL,
+    timestamp          INTEGER NOT NULL,
+    bucket_end         INTEGER NOT NULL,
+    namespace          TEXT NOT NULL,
+    name               TEXT NOT NULL,
+    source             TEXT NOT NULL,
+    rules_version      INTEGER NOT NULL,
+    total_cost         REAL NOT NULL,
+    cpu_cost           REAL NOT NULL,
+    memory_cost        REAL NOT NULL,
+    gpu_cost           REAL NOT NULL,
+    network_cost       REAL NOT NULL,
+    storage_cost       REAL NOT NULL,
+    load_balancer_cost REAL NOT NULL,
+    external_cost      REAL NOT NULL,
+    shared_cost        REAL NOT NULL,
+    idle_cost          REAL NOT NULL,
+    usage_cost         REAL NOT NULL,
+    request_cost       REAL NOT NULL,
+    efficiency_score   REAL NOT NULL,
+    rows               INTEGER NOT NULL,
+    PRIMARY KEY (cluster_id, window_duration, dimension, timestamp, namespace, name, source)
+) WITHOUT ROWID;
+CREATE TABLE anomalies (
+    id         INTEGER PRIMARY KEY,
+    cluster_id INTEGER NOT NULL,
+    dimension  TEXT NOT NULL,
+    namespace  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    detector   TEXT NOT NULL,
+    start      INTEGER NOT NULL,
+    end        INTEGER NOT NULL,
+    expected   REAL NOT NULL,
+    actual     REAL NOT NULL,
+    score      REAL NOT NULL,
+    severity   TEXT NOT NULL
+);
+CREATE INDEX anomalies_cluster_start ON anomalies (cluster_id, start);
+CREATE TABLE forecasts (
+    cluster_id   INTEGER NOT NULL,
+    dimension    TEXT NOT NULL,
+    namespace    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    horizon_days INTEGER NOT NULL,
+    made_at      INTEGER NOT NULL,
+    total        REAL NOT NULL,
+    lower        REAL NOT NULL,
+    upper        REAL NOT NULL,
+    kubecost     REAL,
+    PRIMARY KEY (cluster_id, dimension, namespace, name, horizon_days)
+) WITHOUT ROWID;
+"#;
+
 /// The migration scripts, oldest first; script `i` takes a database from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this binary writes (the number of migrations).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -274,6 +337,9 @@ pub const TABLES: &[&str] = &[
     "budgets",
     "predictions",
     "savings",
+    "cost_summaries",
+    "anomalies",
+    "forecasts",
 ];
 
 /// An `f64` field of a model record and the column that stores it.

@@ -248,7 +248,7 @@ fn allocation_stats(
     .map_err(db_err("read window totals"))
 }
 
-fn cluster_id(conn: &Connection, cluster: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn cluster_id(conn: &Connection, cluster: &str) -> Result<Option<i64>, StoreError> {
     match conn
         .prepare_cached("SELECT id FROM clusters WHERE name = ?1")
         .and_then(|mut s| s.query_row(params![cluster], |r| r.get(0)))
@@ -279,7 +279,7 @@ impl SqliteStore {
 
     /// Runs `f` on the shared connection. A poisoned lock is recovered: any transaction a
     /// panicking holder left open is rolled back first, so the connection is clean.
-    fn with_conn<T>(
+    pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
