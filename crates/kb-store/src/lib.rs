@@ -51,6 +51,7 @@ mod dims;
 pub mod error;
 mod insights;
 mod query;
+mod read;
 pub mod schema;
 mod sqlite;
 

@@ -5,7 +5,9 @@
 
 mod common;
 mod concurrency;
+mod conformance;
 mod idempotence;
+mod insights;
 mod migrations;
 mod roundtrip;
 mod tables;

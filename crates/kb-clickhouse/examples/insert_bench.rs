@@ -1,0 +1,134 @@
+//! Insert benchmark of the ClickHouse store: writes 20k synthetic allocation rows per hourly
+//! window for several windows and prints rows/s (the same generator as kb-store's bench).
+//!
+//! ```sh
+//! URL=$(CLICKHOUSE_DIR=$(mktemp -d) scripts/services/clickhouse.sh start)
+//! KB_CLICKHOUSE_URL=$URL cargo run --release -p kb-clickhouse --example insert_bench [windows] [rows_per_window] [batch_rows]
+//! scripts/services/clickhouse.sh stop
+//! ```
+//!
+//! Each run writes into a new database `kb_bench_<pid>` on that server. A window's time runs
+//! from `begin_allocations` to the end of `commit` (the last batch, the summary
+//! `INSERT ... SELECT`, the checkpoint and the read-back of the window's totals).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use kb_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use kb_core::{Allocation, Resolution, Window};
+use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint, WindowStats};
+
+fn rows(window: Window, n: usize) -> Vec<Allocation> {
+    (0..n)
+        .map(|i| {
+            let ns = i / 400;
+            let ctrl = i / 20;
+            let mut a = Allocation {
+                name: format!("bench/ns-{ns}/pod-{i}/c"),
+                cluster: "bench".into(),
+                node: format!("node-{}", i % 50),
+                namespace: format!("ns-{ns}"),
+                controller_kind: "deployment".into(),
+                controller: format!("deploy-{ctrl}"),
+                pod: format!("deploy-{ctrl}-{i}"),
+                container: "app".into(),
+                provider_id: format!("aws:///i-{}", i % 50),
+                labels: vec![
+                    ("app".into(), format!("deploy-{ctrl}")),
+                    ("team".into(), format!("team-{}", ns % 7)),
+                ],
+                window,
+                start: window.start,
+                end: window.end,
+                minutes: 60.0,
+                ..Allocation::default()
+            };
+            let f = (i % 97) as f64 * 0.001;
+            a.cpu_cores = 0.5;
+            a.cpu_core_request_average = 0.5;
+            a.cpu_core_usage_average = 0.2 + f;
+            a.cpu_core_hours = 0.5;
+            a.cpu_cost = 0.01 + f;
+            a.ram_bytes = 1.0e9;
+            a.ram_byte_hours = 1.0e9;
+            a.ram_cost = 0.005 + f;
+            a.pv_cost = 0.001;
+            a.network_cost = 0.0001;
+            a.total_cost = a.cpu_cost + a.ram_cost + a.pv_cost + a.network_cost;
+            a.total_efficiency = 0.4;
+            a
+        })
+        .collect()
+}
+
+fn write(store: &ClickHouseStore, window: Window, batch: &[Allocation]) -> (f64, f64, WindowStats) {
+    let t = Instant::now();
+    let mut w = store
+        .begin_allocations("bench", window, Resolution::Hour)
+        .unwrap();
+    for chunk in batch.chunks(1000) {
+        w.write(chunk).unwrap();
+    }
+    let written = t.elapsed().as_secs_f64();
+    let stats = w
+        .commit(&Checkpoint {
+            cluster: "bench".into(),
+            endpoint: Endpoint::Allocation,
+            window,
+            resolution: Resolution::Hour,
+            synced_at: window.end,
+            rows: batch.len() as u64,
+            response_total_cost: 0.0,
+            null_fields: 0,
+        })
+        .unwrap();
+    (t.elapsed().as_secs_f64(), written, stats)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let windows: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let per_window: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let batch_rows: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let url =
+        std::env::var("KB_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into());
+    let mut cfg = ClickHouseConfig::new(url);
+    cfg.database = format!("kb_bench_{}", std::process::id());
+    cfg.batch_rows = batch_rows;
+    let store = ClickHouseStore::open(&cfg).expect("open the clickhouse store");
+    println!(
+        "database {}, {per_window} rows per window, batches of {batch_rows}",
+        cfg.database
+    );
+    let base = 1_700_000_000 / 3600 * 3600;
+    let mut total_rows = 0usize;
+    let mut total_secs = 0.0f64;
+    for h in 0..windows {
+        let window = Window::new(base + h as i64 * 3600, base + (h as i64 + 1) * 3600).unwrap();
+        let batch = rows(window, per_window);
+        let (secs, written, stats) = write(&store, window, &batch);
+        assert_eq!(stats.rows as usize, per_window);
+        total_rows += per_window;
+        total_secs += secs;
+        println!(
+            "window {h}: {per_window} rows in {:.1} ms (writes {:.1} ms, commit {:.1} ms), {:.0} rows/s",
+            secs * 1e3,
+            written * 1e3,
+            (secs - written) * 1e3,
+            per_window as f64 / secs,
+        );
+    }
+    // Rewriting a window: a new version plus a background delete of the old one.
+    let window = Window::new(base, base + 3600).unwrap();
+    let (rewrite, _, stats) = write(&store, window, &rows(window, per_window));
+    assert_eq!(stats.rows as usize, per_window);
+    println!(
+        "rewrite of window 0: {per_window} rows in {:.1} ms",
+        rewrite * 1e3
+    );
+    println!(
+        "total: {total_rows} rows in {:.1} ms, {:.0} rows/s",
+        total_secs * 1e3,
+        total_rows as f64 / total_secs
+    );
+}

@@ -1,0 +1,137 @@
+//! The shared store conformance suite (`kb-conformance`) on the ClickHouse store.
+
+use kb_clickhouse::ClickHouseStore;
+use kb_conformance::Inspect;
+use kb_core::{Budget, SavingsRecommendation, SpecCostPrediction, Window};
+use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint, StoreError};
+
+use crate::server;
+
+pub(crate) struct ChInspect<'a>(pub(crate) &'a ClickHouseStore);
+
+impl Inspect for ChInspect<'_> {
+    fn checkpoints(
+        &self,
+        cluster: &str,
+        endpoint: Endpoint,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.0.checkpoints(cluster, endpoint)
+    }
+
+    fn budgets(&self, cluster: &str) -> Result<Vec<Budget>, StoreError> {
+        self.0.budgets(cluster)
+    }
+
+    fn savings(&self, cluster: &str) -> Result<Vec<SavingsRecommendation>, StoreError> {
+        self.0.savings(cluster)
+    }
+
+    fn predictions(&self, cluster: &str) -> Result<Vec<SpecCostPrediction>, StoreError> {
+        self.0.predictions(cluster)
+    }
+
+    fn asset_total(&self, cluster: &str, window: Window) -> Result<f64, StoreError> {
+        self.0.asset_total(cluster, window)
+    }
+}
+
+#[test]
+fn clickhouse_store_passes_the_conformance_suite() {
+    // Small batches: writers send rows before they commit, so the checks of dropped and
+    // failed writers see rows on the server that must stay invisible.
+    let mut cfg = server::config("conformance");
+    cfg.batch_rows = 4;
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    if let Err(e) = kb_conformance::run_all(&store, &ChInspect(&store)) {
+        panic!("conformance failures:\n{e}");
+    }
+}
+
+#[test]
+fn opening_again_keeps_the_schema_and_the_data() {
+    let cfg = server::config("reopen");
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        kb_clickhouse::SCHEMA_VERSION
+    );
+    kb_conformance::window_roundtrip(&store, &ChInspect(&store)).unwrap();
+    drop(store);
+    let again = ClickHouseStore::open(&cfg).unwrap();
+    assert_eq!(
+        again.schema_version().unwrap(),
+        kb_clickhouse::SCHEMA_VERSION
+    );
+    let versions = server::raw(&format!(
+        "SELECT count() FROM `{}`.schema_version",
+        cfg.database
+    ));
+    assert_eq!(versions.trim(), "1", "the migration ran once");
+    let cps = again
+        .checkpoints("conf-roundtrip", Endpoint::Allocation)
+        .unwrap();
+    assert_eq!(cps.len(), 3);
+    // The reopened store's writes still replace the first store's.
+    let w = kb_conformance::hour_at(kb_conformance::DAY0, 0);
+    let rows = kb_conformance::window_rows("conf-roundtrip", w, 9.0);
+    kb_conformance::put_window(
+        &again,
+        "conf-roundtrip",
+        w,
+        kb_core::Resolution::Hour,
+        &rows,
+    )
+    .unwrap();
+    let stats = again.window_total("conf-roundtrip", w).unwrap();
+    assert_eq!(stats.rows, rows.len() as u64);
+    assert!(kb_conformance::close(
+        stats.total_cost,
+        kb_conformance::sum_total(&rows)
+    ));
+}
+
+#[test]
+fn a_crash_before_the_checkpoint_leaves_rows_no_query_counts() {
+    let mut cfg = server::config("crash");
+    cfg.batch_rows = 4;
+    let db = cfg.database.clone();
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    let c = "crash";
+    let w = kb_conformance::hour_at(kb_conformance::DAY0, 0);
+    let v1 = kb_conformance::window_rows(c, w, 1.0);
+    kb_conformance::put_window(&store, c, w, kb_core::Resolution::Hour, &v1).unwrap();
+    // A rewrite whose process dies after sending rows: no commit, and no drop either.
+    let mut writer = store
+        .begin_allocations(c, w, kb_core::Resolution::Hour)
+        .unwrap();
+    writer
+        .write(&kb_conformance::window_rows(c, w, 3.0))
+        .unwrap();
+    writer
+        .write(&kb_conformance::window_rows(c, w, 3.0))
+        .unwrap();
+    std::mem::forget(writer);
+    let stored: u64 = server::raw(&format!("SELECT count() FROM `{db}`.allocations"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        stored > v1.len() as u64,
+        "the crashed write's rows reached the server"
+    );
+    let stats = store.window_total(c, w).unwrap();
+    assert_eq!(stats.rows, v1.len() as u64);
+    assert!(kb_conformance::close(
+        stats.total_cost,
+        kb_conformance::sum_total(&v1)
+    ));
+    assert_eq!(
+        store
+            .synced_windows(c, Endpoint::Allocation, 0)
+            .unwrap()
+            .len(),
+        1
+    );
+    let visible = server::raw(&format!("SELECT count() FROM `{db}`.allocations_current"));
+    assert_eq!(visible.trim(), v1.len().to_string());
+}
