@@ -247,6 +247,31 @@ pub(crate) async fn extract_exact(
     Ok(report)
 }
 
+/// Runs the aggregator over `[from, to)` for the configured clusters (or one) on a blocking
+/// thread.
+pub(crate) async fn run_aggregation(
+    cfg: &Config,
+    store: &Arc<SqliteStore>,
+    from: i64,
+    to: i64,
+    only: Option<&str>,
+) -> Result<crate::aggregate::AggregateReport, Failure> {
+    let clusters: Vec<String> = cfg
+        .clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .filter(|c| only.is_none_or(|o| o == c))
+        .collect();
+    let (store, acfg) = (store.clone(), cfg.aggregation.clone());
+    let now = chrono::Utc::now().timestamp();
+    tokio::task::spawn_blocking(move || {
+        crate::aggregate::aggregate(&store, &acfg, &clusters, from, to.min(now), now)
+    })
+    .await
+    .map_err(runtime)?
+    .map_err(Failure::Runtime)
+}
+
 /// The `run` command: catch up once, then follow the schedules until shutdown.
 pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
     let store = open_store(&cfg)?;
@@ -257,6 +282,11 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let (from, until) = lookback_range(now, cfg.extract.lookback);
     let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;
     log_report("catch-up", &report);
+    if cfg.aggregation.enabled {
+        if let Err(e) = run_aggregation(&cfg, &store, from, until, None).await {
+            tracing::error!(error = %e.error(), "catch-up aggregation failed");
+        }
+    }
 
     let alloc = {
         let (cfg, ex, sd) = (cfg.clone(), ex.clone(), shutdown.clone());
@@ -305,9 +335,24 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             }
         })
     };
+    let aggregation = {
+        let (cfg, store, sd) = (cfg.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if !cfg.aggregation.enabled {
+                return;
+            }
+            while cfg.aggregation_schedule.wait_next(&sd).await.is_ok() {
+                let now = chrono::Utc::now().timestamp();
+                let from = now - cfg.aggregation.lookback.as_secs() as i64;
+                if let Err(e) = run_aggregation(&cfg, &store, from, now, None).await {
+                    tracing::error!(error = %e.error(), "aggregation failed");
+                }
+            }
+        })
+    };
     shutdown.wait().await;
     tracing::info!("shutting down");
-    for t in [alloc, assets, cleanup] {
+    for t in [alloc, assets, cleanup, aggregation] {
         if let Err(e) = t.await {
             tracing::error!(error = %e, "task ended abnormally");
         }

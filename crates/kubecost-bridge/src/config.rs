@@ -87,6 +87,53 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    aggregation: RawAggregation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAggregation {
+    enabled: Option<bool>,
+    lookback: Option<String>,
+    history: Option<String>,
+    anomaly_threshold: Option<f64>,
+    anomaly_min_cost: Option<f64>,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRules {
+    version: Option<u32>,
+    idle: Option<String>,
+    idle_scope: Option<String>,
+    #[serde(default)]
+    shared_namespaces: Vec<String>,
+    /// `key=value` label selectors of shared workloads.
+    #[serde(default)]
+    shared_labels: Vec<String>,
+    shared_split: Option<String>,
+    #[serde(default)]
+    overheads: Vec<RawOverhead>,
+    mappings: Option<Vec<RawMapping>>,
+    default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawOverhead {
+    name: Option<String>,
+    monthly_cost: Option<f64>,
+    #[serde(default)]
+    clusters: Vec<String>,
+    split: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawMapping {
+    target: Option<String>,
+    from: Option<String>,
+    equals: Option<String>,
+    value: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +228,7 @@ struct RawSchedule {
     allocation_sync: Option<String>,
     asset_sync: Option<String>,
     cleanup: Option<String>,
+    aggregation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +357,24 @@ pub(crate) struct Config {
     /// Where `run` and `demo` serve the API, remote_write and `/metrics` (read once they land).
     #[allow(dead_code)]
     pub api_listen: std::net::SocketAddr,
+    pub aggregation: AggregationConfig,
+    pub aggregation_schedule: Schedule,
+}
+
+/// The aggregator's settings (`aggregation:`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AggregationConfig {
+    pub enabled: bool,
+    /// How far back each scheduled run aggregates again (late or replaced windows).
+    pub lookback: Duration,
+    /// History read for anomaly detection and forecasts.
+    pub history: Duration,
+    /// The seed's anomaly rule: an increase above this fraction in 24 h.
+    pub anomaly_threshold: f64,
+    /// The rule skips hours whose cost 24 h earlier was below this (in the currency Kubecost
+    /// reports), so a job costing cents does not raise "+500%".
+    pub anomaly_min_cost: f64,
+    pub rules: kb_analytics::Rules,
 }
 
 /// The default embedded store file.
@@ -899,6 +965,13 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         "0 2 * * *",
         problems,
     );
+    let aggregation_schedule = schedule(
+        &raw.schedule.aggregation,
+        "schedule.aggregation",
+        "*/15 * * * *",
+        problems,
+    );
+    let aggregation = aggregation(&raw.aggregation, problems);
     Some(Config {
         clusters,
         allocation,
@@ -930,7 +1003,208 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             problems,
         ),
         api_listen,
+        aggregation,
+        aggregation_schedule: aggregation_schedule?,
     })
+}
+
+fn choice<T: Copy>(
+    raw: &Option<String>,
+    path: &str,
+    options: &[(&str, T)],
+    default: T,
+    problems: &mut Vec<ConfigProblem>,
+) -> T {
+    let Some(s) = raw.as_deref() else {
+        return default;
+    };
+    match options.iter().find(|(name, _)| *name == s) {
+        Some((_, v)) => *v,
+        None => {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("{s:?} is not one of {}", names.join(", ")),
+            });
+            default
+        }
+    }
+}
+
+/// The attribution rules used when `aggregation.rules.mappings` is not set: team, owner,
+/// product and cost centre from the pod label of that name (`cost_center` also as
+/// `cost-center`), and team from the namespace's `team` label when the pod has none.
+fn default_mappings() -> Vec<kb_analytics::rules::MappingRule> {
+    use kb_analytics::rules::{MappingRule, Source, Target};
+    vec![
+        MappingRule::copy(Target::Team, Source::Label("team".into())),
+        MappingRule::copy(Target::Team, Source::NamespaceLabel("team".into())),
+        MappingRule::copy(Target::Owner, Source::Label("owner".into())),
+        MappingRule::copy(Target::Product, Source::Label("product".into())),
+        MappingRule::copy(Target::CostCenter, Source::Label("cost_center".into())),
+        MappingRule::copy(Target::CostCenter, Source::Label("cost-center".into())),
+    ]
+}
+
+fn aggregation(raw: &RawAggregation, problems: &mut Vec<ConfigProblem>) -> AggregationConfig {
+    use kb_analytics::rules::{
+        IdleMode, IdleScope, MappingRule, Overhead, Rules, Source, SplitMode, Target,
+    };
+    let r = &raw.rules;
+    let split_options = [("weighted", SplitMode::Weighted), ("even", SplitMode::Even)];
+    let mut rules = Rules::new(r.version.unwrap_or(1));
+    rules.idle.mode = choice(
+        &r.idle,
+        "aggregation.rules.idle",
+        &[("keep", IdleMode::Keep), ("share", IdleMode::Share)],
+        IdleMode::Keep,
+        problems,
+    );
+    rules.idle.scope = choice(
+        &r.idle_scope,
+        "aggregation.rules.idle_scope",
+        &[("cluster", IdleScope::Cluster), ("node", IdleScope::Node)],
+        IdleScope::Cluster,
+        problems,
+    );
+    rules.shared.namespaces = r.shared_namespaces.clone();
+    for (i, sel) in r.shared_labels.iter().enumerate() {
+        match sel.split_once('=') {
+            Some((k, v)) if !k.is_empty() => rules.shared.labels.push((k.into(), v.into())),
+            _ => problems.push(ConfigProblem {
+                path: format!("aggregation.rules.shared_labels[{i}]"),
+                reason: format!("{sel:?} is not key=value"),
+            }),
+        }
+    }
+    rules.shared.split = choice(
+        &r.shared_split,
+        "aggregation.rules.shared_split",
+        &split_options,
+        SplitMode::Weighted,
+        problems,
+    );
+    for (i, o) in r.overheads.iter().enumerate() {
+        let path = format!("aggregation.rules.overheads[{i}]");
+        let Some(monthly_cost) = o.monthly_cost.filter(|v| v.is_finite() && *v >= 0.0) else {
+            problems.push(ConfigProblem {
+                path: format!("{path}.monthly_cost"),
+                reason: "a number of currency units per month, at least 0, is required".into(),
+            });
+            continue;
+        };
+        rules.overheads.push(Overhead {
+            name: o.name.clone().unwrap_or_else(|| format!("overhead-{i}")),
+            monthly_cost,
+            clusters: o.clusters.clone(),
+            split: choice(
+                &o.split,
+                &format!("{path}.split"),
+                &split_options,
+                SplitMode::Weighted,
+                problems,
+            ),
+        });
+    }
+    rules.mappings = match &r.mappings {
+        None => default_mappings(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                let path = format!("aggregation.rules.mappings[{i}]");
+                let target = match m.target.as_deref() {
+                    Some("team") => Target::Team,
+                    Some("owner") => Target::Owner,
+                    Some("product") => Target::Product,
+                    Some("cost_center") => Target::CostCenter,
+                    other => {
+                        problems.push(ConfigProblem {
+                            path: format!("{path}.target"),
+                            reason: format!(
+                                "{other:?} is not one of team, owner, product, cost_center"
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                let from = m.from.as_deref().unwrap_or("");
+                let source = match from.split_once(':') {
+                    Some(("label", k)) if !k.is_empty() => Source::Label(k.into()),
+                    Some(("annotation", k)) if !k.is_empty() => Source::Annotation(k.into()),
+                    Some(("namespace_label", k)) if !k.is_empty() => {
+                        Source::NamespaceLabel(k.into())
+                    }
+                    None if from == "namespace" => Source::Namespace,
+                    None if from == "cluster" => Source::Cluster,
+                    _ => {
+                        problems.push(ConfigProblem {
+                            path: format!("{path}.from"),
+                            reason: format!(
+                                "{from:?} is not label:KEY, annotation:KEY, namespace_label:KEY, namespace or cluster"
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                out.push(MappingRule {
+                    target,
+                    source,
+                    equals: m.equals.clone(),
+                    value: m.value.clone(),
+                });
+            }
+            out
+        }
+    };
+    if let Some(d) = &r.default {
+        rules.default_value = d.clone();
+    }
+    if let Err(e) = rules.validate() {
+        problems.push(ConfigProblem {
+            path: "aggregation.rules".into(),
+            reason: e.to_string(),
+        });
+    }
+    let anomaly_threshold = match raw.anomaly_threshold {
+        None => 0.5,
+        Some(v) if v.is_finite() && v > 0.0 => v,
+        Some(v) => {
+            problems.push(ConfigProblem {
+                path: "aggregation.anomaly_threshold".into(),
+                reason: format!("{v} is not a fraction above 0 (0.5 = an increase of 50%)"),
+            });
+            0.5
+        }
+    };
+    let anomaly_min_cost = match raw.anomaly_min_cost {
+        None => 0.01,
+        Some(v) if v.is_finite() && v >= 0.0 => v,
+        Some(v) => {
+            problems.push(ConfigProblem {
+                path: "aggregation.anomaly_min_cost".into(),
+                reason: format!("{v} is not an amount of at least 0"),
+            });
+            0.01
+        }
+    };
+    AggregationConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        anomaly_min_cost,
+        lookback: duration(
+            &raw.lookback,
+            "aggregation.lookback",
+            Duration::from_secs(2 * 86_400),
+            problems,
+        ),
+        history: duration(
+            &raw.history,
+            "aggregation.history",
+            Duration::from_secs(28 * 86_400),
+            problems,
+        ),
+        anomaly_threshold,
+        rules,
+    }
 }
 
 #[cfg(test)]
@@ -1008,6 +1282,37 @@ bogus: 1
             "extract.lookback",
         ] {
             assert!(paths.contains(&want), "missing {want} in {e}");
+        }
+    }
+
+    #[test]
+    fn aggregation_rules_load_and_bad_ones_name_their_path() {
+        let ok = "aggregation:\n  rules:\n    version: 3\n    idle: share\n    shared_namespaces: [kube-system]\n    shared_labels: [\"tier=infra\"]\n    overheads: [{ name: ops, monthly_cost: 730 }]\n    mappings: [{ target: team, from: \"label:squad\" }]\n";
+        let c = Config::from_yaml(ok, &BTreeMap::new()).unwrap();
+        let r = &c.aggregation.rules;
+        assert_eq!(r.version, 3);
+        assert_eq!(r.idle.mode, kb_analytics::rules::IdleMode::Share);
+        assert_eq!(r.shared.labels, vec![("tier".into(), "infra".into())]);
+        assert_eq!(r.overheads[0].monthly_cost, 730.0);
+        assert_eq!(r.mappings.len(), 1);
+        assert_eq!(c.aggregation_schedule.next_after(0), Some(15 * 60));
+        // Defaults: team, owner, product and cost centre from labels.
+        let d = Config::from_yaml("{}", &BTreeMap::new()).unwrap();
+        assert_eq!(d.aggregation.rules.mappings.len(), 6);
+        assert_eq!(d.aggregation.anomaly_threshold, 0.5);
+
+        let bad = "aggregation:\n  anomaly_threshold: -1\n  rules:\n    idle: sometimes\n    shared_labels: [novalue]\n    overheads: [{ name: x }]\n    mappings: [{ target: boss, from: \"label:x\" }, { target: team, from: \"pod\" }]\n";
+        let e = Config::from_yaml(bad, &BTreeMap::new()).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "aggregation.anomaly_threshold",
+            "aggregation.rules.idle",
+            "aggregation.rules.shared_labels[0]",
+            "aggregation.rules.overheads[0].monthly_cost",
+            "aggregation.rules.mappings[0].target",
+            "aggregation.rules.mappings[1].from",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
     }
 

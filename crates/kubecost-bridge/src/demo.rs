@@ -161,6 +161,16 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
             row.efficiency_score * 100.0
         );
     }
+    let started = std::time::Instant::now();
+    let agg = app::run_aggregation(&cfg, &store, from, until, None).await?;
+    println!(
+        "\naggregated {} cluster-days in {:.1}s: {} summaries (hour, day, month x cluster, namespace, workload, team, owner, product, cost centre), {} anomalies, {} forecasts",
+        agg.days,
+        started.elapsed().as_secs_f64(),
+        agg.summaries,
+        agg.anomalies,
+        agg.forecasts
+    );
     for f in &report.failures {
         println!("failed: {f}");
     }
@@ -174,6 +184,10 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     );
     println!(
         "  sqlite3 {} 'SELECT * FROM reconciliations ORDER BY relative_error DESC LIMIT 5'",
+        db.display()
+    );
+    println!(
+        "  sqlite3 {} \"SELECT dimension, name, round(sum(total_cost), 2) AS cost FROM cost_summaries WHERE window_duration = '1d' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10\"",
         db.display()
     );
     println!(

@@ -8,6 +8,7 @@
     reason = "the CLI's own output"
 )]
 
+mod aggregate;
 mod app;
 mod config;
 mod demo;
@@ -78,6 +79,20 @@ enum Command {
         /// The recorded `/model/allocation` response (JSON).
         #[arg(long)]
         file: PathBuf,
+    },
+    /// Apply the allocation rules and rebuild summaries, anomalies and forecasts over a range
+    /// (whole UTC days), e.g. after changing the rules.
+    Aggregate {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start: RFC3339, a date (YYYY-MM-DD, midnight UTC) or unix seconds.
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), same forms; capped at now.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Validate a configuration file and report every problem with its path.
     CheckConfig {
@@ -310,6 +325,28 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Aggregate {
+            config,
+            from,
+            to,
+            cluster,
+        } => {
+            let cfg = app::load_config(&config)?;
+            let (from, to) = parse_range(&from, &to)?;
+            check_cluster(&cfg, cluster.as_deref())?;
+            let store = app::open_store(&cfg)?;
+            let r = app::run_aggregation(&cfg, &store, from, to, cluster.as_deref()).await?;
+            println!(
+                "aggregated {} day(s) of {} allocation rows under rules version {}: {} summaries, {} anomalies, {} forecasts",
+                r.days,
+                r.rows,
+                cfg.aggregation.rules.version,
+                r.summaries,
+                r.anomalies,
+                r.forecasts
+            );
+            Ok(())
+        }
         Command::Backfill {
             config,
             from,
@@ -317,23 +354,20 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             cluster,
         } => {
             let cfg = app::load_config(&config)?;
-            let parse = |flag: &str, s: &str| {
-                kb_core::window::parse_instant(s).ok_or_else(|| {
-                    Failure::Usage(anyhow::anyhow!(
-                        "{flag} {s:?}: not RFC3339, a date or unix seconds"
-                    ))
-                })
-            };
-            let (from, to) = (parse("--from", &from)?, parse("--to", &to)?);
-            if to <= from {
-                return Err(Failure::Usage(anyhow::anyhow!("--to must be after --from")));
-            }
+            let (from, to) = parse_range(&from, &to)?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store, signals())?;
+            let ex = app::extractor(&cfg, store.clone(), signals())?;
             let bar = demo::Bar::new("backfill");
             let report = app::sync_range(&cfg, &ex, from, to, cluster.as_deref(), &bar).await?;
             bar.finish();
+            if cfg.aggregation.enabled && !report.windows.is_empty() {
+                let r = app::run_aggregation(&cfg, &store, from, to, cluster.as_deref()).await?;
+                println!(
+                    "aggregated {} day(s): {} summaries, {} anomalies, {} forecasts",
+                    r.days, r.summaries, r.anomalies, r.forecasts
+                );
+            }
             finish(report)
         }
         Command::Cleanup { config } => {
@@ -366,6 +400,22 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         }
         Command::Demo(args) => demo::run(args, signals()).await,
     }
+}
+
+/// Parses `--from` and `--to` (RFC3339, a date or unix seconds); `to` must be after `from`.
+fn parse_range(from: &str, to: &str) -> Result<(i64, i64), Failure> {
+    let parse = |flag: &str, s: &str| {
+        kb_core::window::parse_instant(s).ok_or_else(|| {
+            Failure::Usage(anyhow::anyhow!(
+                "{flag} {s:?}: not RFC3339, a date or unix seconds"
+            ))
+        })
+    };
+    let (from, to) = (parse("--from", from)?, parse("--to", to)?);
+    if to <= from {
+        return Err(Failure::Usage(anyhow::anyhow!("--to must be after --from")));
+    }
+    Ok((from, to))
 }
 
 fn check_cluster(cfg: &config::Config, cluster: Option<&str>) -> Result<(), Failure> {

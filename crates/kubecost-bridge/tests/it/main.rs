@@ -2,7 +2,9 @@
 //! test process on 127.0.0.1, the binary extracts from it into a SQLite file in a temp folder,
 //! and the tests compare what was stored with the simulator's ground truth.
 
+mod aggregate;
 mod cli;
+mod deploy;
 mod e2e;
 mod faults;
 mod tidy;
