@@ -64,7 +64,7 @@ pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
     Ok(Config::from_yaml(&text, &env)?)
 }
 
-fn read_secret(src: &SecretSource) -> Result<Secret, Failure> {
+pub(crate) fn read_secret(src: &SecretSource) -> Result<Secret, Failure> {
     let value = match src {
         SecretSource::File(p) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read secret file {}", p.display()))
@@ -278,6 +278,14 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let ex = Arc::new(extractor(&cfg, store.clone(), shutdown.clone())?);
     let cfg = Arc::new(cfg);
     tracing::info!(clusters = cfg.clusters.len(), store = %cfg.sqlite_path.display(), "starting");
+    // The listener comes first, so health checks answer while the catch-up runs.
+    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.api_listen))
+        .map_err(runtime)?;
+    let server = crate::server::build(&cfg, store.clone(), &shutdown)?;
+    tracing::info!(listen = %cfg.api_listen, remote_write_sources = cfg.remote_write.sources.len(), scraped = cfg.realtime.scrape.len(), "serving");
+    let serving = tokio::spawn(server.serve(listener, shutdown.clone()));
     let now = chrono::Utc::now().timestamp();
     let (from, until) = lookback_range(now, cfg.extract.lookback);
     let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;
@@ -357,7 +365,10 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             tracing::error!(error = %e, "task ended abnormally");
         }
     }
-    Ok(())
+    match serving.await {
+        Ok(r) => r,
+        Err(e) => Err(runtime(e)),
+    }
 }
 
 /// Logs a run's outcome.

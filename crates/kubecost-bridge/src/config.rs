@@ -89,6 +89,38 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     aggregation: RawAggregation,
+    #[serde(default)]
+    remote_write: RawRemoteWrite,
+    #[serde(default)]
+    realtime: RawRealtime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRemoteWrite {
+    max_body_bytes: Option<usize>,
+    overload_status: Option<u16>,
+    spool_dir: Option<String>,
+    spool_max_bytes: Option<u64>,
+    #[serde(default)]
+    sources: Vec<RawRwSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRwSource {
+    cloud_account_id: Option<String>,
+    cluster: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRealtime {
+    /// Clusters whose Kubecost `/metrics` the bridge scrapes (`{endpoint}/metrics`).
+    #[serde(default)]
+    scrape: Vec<String>,
+    scrape_interval: Option<String>,
+    persist_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,13 +386,46 @@ pub(crate) struct Config {
     pub cleanup_schedule: Schedule,
     pub extract: ExtractConfig,
     pub allocation_retention: Duration,
-    /// Where `run` and `demo` serve the API, remote_write and `/metrics` (read once they land).
-    #[allow(dead_code)]
+    /// Where `run` serves the API, remote_write, health and `/metrics`.
     pub api_listen: std::net::SocketAddr,
     pub aggregation: AggregationConfig,
     pub aggregation_schedule: Schedule,
+    pub remote_write: RemoteWriteConfig,
+    pub realtime: RealtimeConfig,
 }
 
+/// One remote_write data source (`remote_write.sources[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RwSource {
+    /// The `Cloud-Account-Id` header value naming the source.
+    pub cloud_account_id: String,
+    /// The cluster its series are stored under.
+    pub cluster: String,
+    pub username: String,
+    pub password: SecretSource,
+}
+
+/// The remote_write receiver (`remote_write:`), served on `api.listen`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RemoteWriteConfig {
+    pub sources: Vec<RwSource>,
+    pub max_body_bytes: usize,
+    /// Answer 503 (default) or 429 when the receiver is full. Prometheus retries 503 always
+    /// and 429 only with `queue_config.retry_on_http_429: true`.
+    pub overload_429: bool,
+    /// The durable spool of accepted samples (default: `realtime-spool` beside the SQLite file).
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+}
+
+/// Scrapes and the real-time estimate (`realtime:`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RealtimeConfig {
+    pub scrape: Vec<String>,
+    pub scrape_interval: Duration,
+    /// How often the open hour's estimate is written to the store.
+    pub persist_interval: Duration,
+}
 /// The aggregator's settings (`aggregation:`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AggregationConfig {
@@ -972,6 +1037,36 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         problems,
     );
     let aggregation = aggregation(&raw.aggregation, problems);
+    let sqlite_path = PathBuf::from(
+        storage
+            .sqlite
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SQLITE.into()),
+    );
+    let remote_write = remote_write(&raw.remote_write, &sqlite_path, problems);
+    for (i, c) in raw.realtime.scrape.iter().enumerate() {
+        if !clusters.iter().any(|x| &x.name == c) {
+            problems.push(ConfigProblem {
+                path: format!("realtime.scrape[{i}]"),
+                reason: format!("{c:?} is not a configured cluster"),
+            });
+        }
+    }
+    let realtime = RealtimeConfig {
+        scrape: raw.realtime.scrape.clone(),
+        scrape_interval: duration(
+            &raw.realtime.scrape_interval,
+            "realtime.scrape_interval",
+            Duration::from_secs(60),
+            problems,
+        ),
+        persist_interval: duration(
+            &raw.realtime.persist_interval,
+            "realtime.persist_interval",
+            Duration::from_secs(60),
+            problems,
+        ),
+    };
     Some(Config {
         clusters,
         allocation,
@@ -984,12 +1079,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             .default_namespace
             .clone()
             .unwrap_or_else(|| "default".into()),
-        sqlite_path: PathBuf::from(
-            storage
-                .sqlite
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SQLITE.into()),
-        ),
+        sqlite_path,
         influxdb: storage.influxdb.clone(),
         clickhouse: storage.clickhouse.clone(),
         allocation_schedule: allocation_schedule?,
@@ -1005,7 +1095,88 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         api_listen,
         aggregation,
         aggregation_schedule: aggregation_schedule?,
+        remote_write,
+        realtime,
     })
+}
+
+fn remote_write(
+    raw: &RawRemoteWrite,
+    sqlite: &std::path::Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> RemoteWriteConfig {
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let path = format!("remote_write.sources[{i}]");
+        let mut need = |v: &Option<String>, key: &str| match v.as_deref() {
+            Some(x) if !x.trim().is_empty() => Some(x.to_string()),
+            _ => {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.{key}"),
+                    reason: "required".into(),
+                });
+                None
+            }
+        };
+        let id = need(&s.cloud_account_id, "cloud_account_id");
+        let cluster = need(&s.cluster, "cluster");
+        let username = need(&s.username, "username");
+        let password = match (&s.password_file, &s.password_env) {
+            (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+            (None, Some(e)) => Some(SecretSource::Env(e.clone())),
+            _ => {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.password_file"),
+                    reason: "exactly one of password_file or password_env is required".into(),
+                });
+                None
+            }
+        };
+        if let (Some(cloud_account_id), Some(cluster), Some(username), Some(password)) =
+            (id, cluster, username, password)
+        {
+            if sources
+                .iter()
+                .any(|x: &RwSource| x.cloud_account_id == cloud_account_id)
+            {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.cloud_account_id"),
+                    reason: format!("{cloud_account_id:?} is used by an earlier source"),
+                });
+            }
+            sources.push(RwSource {
+                cloud_account_id,
+                cluster,
+                username,
+                password,
+            });
+        }
+    }
+    let overload_429 = match raw.overload_status {
+        None | Some(503) => false,
+        Some(429) => true,
+        Some(other) => {
+            problems.push(ConfigProblem {
+                path: "remote_write.overload_status".into(),
+                reason: format!("{other} is not 429 or 503"),
+            });
+            false
+        }
+    };
+    let dir = sqlite
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    RemoteWriteConfig {
+        sources,
+        max_body_bytes: raw.max_body_bytes.unwrap_or(16 << 20).max(1),
+        overload_429,
+        spool_dir: raw
+            .spool_dir
+            .as_ref()
+            .map_or_else(|| dir.join("realtime-spool"), PathBuf::from),
+        spool_max_bytes: raw.spool_max_bytes.unwrap_or(1 << 30).max(1 << 20),
+    }
 }
 
 fn choice<T: Copy>(

@@ -13,6 +13,8 @@ mod app;
 mod config;
 mod demo;
 mod extract;
+mod realtime;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

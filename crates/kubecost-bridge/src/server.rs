@@ -1,0 +1,149 @@
+//! The bridge's one listener (`api.listen`): the remote_write receiver, health endpoints and
+//! (as later issues land) the REST API, `/metrics` and the dashboard.
+//!
+//! - `GET /healthz`: the process is alive (always 200 while it serves).
+//! - `GET /readyz`: 200 when the store answers a query, else 503 with the reason.
+//! - `POST /api/v1/write`, `POST /storage/api/v2/write`: Prometheus remote_write (see
+//!   `kb_remote_write::receiver`), when `remote_write.sources` names at least one source.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use kb_pipeline::shutdown::Shutdown;
+use kb_remote_write::{OverloadStatus, Receiver, ReceiverConfig, ScrapeTarget, Scraper};
+use kb_store::SqliteStore;
+
+use crate::app::{Failure, read_secret, runtime};
+use crate::config::Config;
+use crate::realtime::{Realtime, persist_loop};
+
+/// What the server runs besides the listener.
+pub(crate) struct Server {
+    pub realtime: Arc<Realtime>,
+    pub router: Router,
+    receiver: Option<Receiver>,
+}
+
+/// Builds the router and starts the real-time path (spool, delivery, scrapers, persistence).
+pub(crate) fn build(
+    cfg: &Config,
+    store: Arc<SqliteStore>,
+    shutdown: &Shutdown,
+) -> Result<Server, Failure> {
+    let realtime = Arc::new(
+        Realtime::start(
+            &cfg.remote_write.spool_dir,
+            cfg.remote_write.spool_max_bytes,
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the real-time spool {}",
+                cfg.remote_write.spool_dir.display()
+            )
+        })
+        .map_err(runtime)?,
+    );
+    realtime.stop_on(shutdown.clone());
+    let ready_store = store.clone();
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = ready_store.clone();
+                async move {
+                    match tokio::task::spawn_blocking(move || store.schema_version()).await {
+                        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
+                        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
+                    }
+                }
+            }),
+        );
+    let mut receiver = None;
+    if !cfg.remote_write.sources.is_empty() {
+        let mut sources = Vec::new();
+        for s in &cfg.remote_write.sources {
+            sources.push(kb_remote_write::Source {
+                cloud_account_id: s.cloud_account_id.clone(),
+                cluster: s.cluster.clone(),
+                username: s.username.clone(),
+                password: kb_remote_write::Secret::new(read_secret(&s.password)?.expose()),
+            });
+        }
+        let rc = ReceiverConfig {
+            sources,
+            max_body_bytes: cfg.remote_write.max_body_bytes,
+            overload_status: if cfg.remote_write.overload_429 {
+                OverloadStatus::TooManyRequests
+            } else {
+                OverloadStatus::ServiceUnavailable
+            },
+            ..ReceiverConfig::default()
+        };
+        let r = Receiver::start(rc, realtime.sink.clone(), shutdown.clone())
+            .context("cannot start the remote_write receiver")
+            .map_err(Failure::Usage)?;
+        router = router.merge(r.router());
+        receiver = Some(r);
+    }
+    if !cfg.realtime.scrape.is_empty() {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .context("cannot build the scrape client")
+            .map_err(runtime)?;
+        for name in &cfg.realtime.scrape {
+            let Some(c) = cfg.clusters.iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            let url = c
+                .endpoint
+                .join("metrics")
+                .context("cannot build the metrics URL")
+                .map_err(Failure::Usage)?;
+            let mut target = ScrapeTarget::new(name.clone(), url.to_string());
+            target.interval = cfg.realtime.scrape_interval;
+            let scraper = Scraper::new(target, client.clone());
+            tokio::spawn(scraper.run(realtime.sink.clone(), shutdown.clone()));
+        }
+    }
+    tokio::spawn(persist_loop(
+        realtime.live.clone(),
+        store,
+        cfg.aggregation.rules.version,
+        cfg.realtime.persist_interval,
+        shutdown.clone(),
+    ));
+    Ok(Server {
+        realtime,
+        router,
+        receiver,
+    })
+}
+
+impl Server {
+    /// Serves on `listener` until `shutdown`, then waits for the receiver's worker.
+    pub(crate) async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: Shutdown,
+    ) -> Result<(), Failure> {
+        let Server {
+            router, receiver, ..
+        } = self;
+        let sd = shutdown.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { sd.wait().await })
+            .await
+            .context("the api listener failed")
+            .map_err(runtime)?;
+        if let Some(r) = receiver {
+            r.join().await;
+        }
+        Ok(())
+    }
+}

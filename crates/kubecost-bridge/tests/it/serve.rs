@@ -1,0 +1,152 @@
+//! `run` serves on `api.listen`: health, remote_write with per-source Basic auth, scrapes of the
+//! simulator's `/metrics` turned into stored real-time estimates, and a clean SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use kb_analytics::{Dimension, Granularity};
+use kb_core::Window;
+use kb_pipeline::insights::{InsightReader, Source, SummaryQuery};
+
+use crate::{Sim, bin, sim_config, write_config};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    })
+}
+
+fn post(url: &str, user: &str, password: &str, account: &str, body: Vec<u8>) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .basic_auth(user, Some(password))
+            .header("Cloud-Account-Id", account)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm() {
+    let sim = Sim::start(sim_config(1, 20));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rw-password"), "s3cret\n").unwrap();
+    let port = free_port();
+    let extra = format!(
+        "extract:\n  lookback: 2h\n  settle: 0s\napi:\n  listen: \"127.0.0.1:{port}\"\nremote_write:\n  sources:\n    - cloud_account_id: ds-1\n      cluster: cluster-1\n      username: prom\n      password_file: \"{}\"\nrealtime:\n  scrape: [cluster-1]\n  scrape_interval: 1s\n  persist_interval: 1s\n",
+        dir.path().join("rw-password").display()
+    );
+    let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
+    let mut child = bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = get(&format!("{base}/readyz")) {
+            assert_eq!(body.trim(), "ready");
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "run exited early");
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&format!("{base}/healthz")).unwrap().0, 200);
+
+    // remote_write: wrong credentials, a foreign source and garbage are refused.
+    let url = format!("{base}/api/v1/write");
+    assert_eq!(post(&url, "prom", "wrong", "ds-1", vec![0; 8]), 401);
+    assert_eq!(post(&url, "prom", "s3cret", "ds-2", vec![0; 8]), 401);
+    assert_eq!(
+        post(&url, "prom", "s3cret", "ds-1", b"not snappy".to_vec()),
+        400
+    );
+
+    // Scrapes of the simulator's /metrics become stored real-time estimates of the open hour.
+    let db = dir.path().join("bridge.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let now = chrono::Utc::now().timestamp();
+        let store = kb_store::SqliteStore::open(&db).unwrap();
+        let rows = store
+            .summaries(&SummaryQuery {
+                cluster: Some("cluster-1".into()),
+                dimension: Dimension::Namespace,
+                granularity: Granularity::Hour,
+                range: Window::new(now - 7200, now + 3600).unwrap(),
+                namespace: None,
+                name: None,
+            })
+            .unwrap();
+        let realtime: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.source == Source::Realtime)
+            .collect();
+        if !realtime.is_empty() {
+            break realtime;
+        }
+        assert!(Instant::now() < deadline, "no real-time summaries");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(rows.iter().any(|r| r.summary.name == "kube-system"));
+    assert!(rows.iter().all(|r| r.summary.totals.total_cost.is_finite()));
+    assert!(
+        rows.iter()
+            .map(|r| r.summary.totals.total_cost)
+            .sum::<f64>()
+            > 0.0
+    );
+    assert!(
+        dir.path().join("realtime-spool").is_dir(),
+        "accepted samples are spooled"
+    );
+
+    // SIGTERM: a clean exit.
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
