@@ -134,10 +134,9 @@ pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
 
 /// Opens the store the configuration names.
 pub(crate) fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
-    if cfg.clickhouse.is_some() || cfg.influxdb.is_some() {
+    if cfg.influxdb.is_some() {
         tracing::warn!(
-            path = %cfg.sqlite_path.display(),
-            "cloudtuner.storage.clickhouse/influxdb are accepted but their backends are not built yet; writing to the embedded sqlite store"
+            "cloudtuner.storage.influxdb is accepted but not wired into the bridge yet; nothing is written to influxdb"
         );
     }
     if let Some(dir) = cfg
@@ -153,6 +152,54 @@ pub(crate) fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
         .with_context(|| format!("cannot open the store {}", cfg.sqlite_path.display()))
         .map_err(runtime)?;
     Ok(Arc::new(store))
+}
+
+/// The mirrors the configuration names (ClickHouse when `cloudtuner.storage.clickhouse` is
+/// set). Secrets are read now, so a missing secret is a usage error at start-up.
+pub(crate) fn mirrors(cfg: &Config) -> Result<Vec<crate::mirror::Mirror>, Failure> {
+    let mut out = Vec::new();
+    if let Some(url) = &cfg.clickhouse {
+        let s = &cfg.clickhouse_settings;
+        let mut ch = kb_clickhouse::ClickHouseConfig::new(url.clone());
+        ch.database.clone_from(&s.database);
+        ch.user.clone_from(&s.user);
+        ch.cluster.clone_from(&s.cluster);
+        if let Some(p) = &s.password {
+            ch.password = Some(kb_clickhouse::Secret::new(read_secret(p)?.expose()));
+        }
+        out.push(crate::mirror::Mirror {
+            name: "clickhouse",
+            open: Arc::new(move || {
+                kb_clickhouse::ClickHouseStore::open(&ch).map(|s| Arc::new(s) as Arc<dyn CostStore>)
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// Copies what the mirrors lack once (after a CLI extraction); failures are warnings, since
+/// the next `run` catches up.
+pub(crate) async fn mirror_once(cfg: &Config, store: &Arc<SqliteStore>) -> Result<(), Failure> {
+    let clusters: Vec<String> = cfg.clusters.iter().map(|c| c.name.clone()).collect();
+    for m in mirrors(cfg)? {
+        let (store, clusters) = (store.clone(), clusters.clone());
+        let name = m.name;
+        let r = tokio::task::spawn_blocking(move || {
+            let st = (m.open)()?;
+            crate::mirror::catch_up(&store, st.as_ref(), &clusters, &Shutdown::new())
+        })
+        .await
+        .map_err(runtime)?;
+        match r {
+            Ok((copied, missing)) => {
+                tracing::info!(store = name, copied, missing, "mirror caught up")
+            }
+            Err(e) => {
+                tracing::warn!(store = name, error = %e, "mirror not updated; `run` will catch up")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the extractor for a configuration.
@@ -275,7 +322,22 @@ pub(crate) async fn run_aggregation(
 /// The `run` command: catch up once, then follow the schedules until shutdown.
 pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
     let store = open_store(&cfg)?;
-    let ex = Arc::new(extractor(&cfg, store.clone(), shutdown.clone())?);
+    let mut ex = extractor(&cfg, store.clone(), shutdown.clone())?;
+    let mut mirror_tasks = Vec::new();
+    for m in mirrors(&cfg)? {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        ex.notify_commits(tx);
+        tracing::info!(store = m.name, "mirroring the embedded store");
+        mirror_tasks.push(tokio::spawn(crate::mirror::run(
+            store.clone(),
+            m,
+            cfg.clusters.iter().map(|c| c.name.clone()).collect(),
+            rx,
+            cfg.clickhouse_settings.mirror_interval,
+            shutdown.clone(),
+        )));
+    }
+    let ex = Arc::new(ex);
     let cfg = Arc::new(cfg);
     tracing::info!(clusters = cfg.clusters.len(), store = %cfg.sqlite_path.display(), "starting");
     // The listener comes first, so health checks answer while the catch-up runs.
@@ -360,7 +422,10 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     };
     shutdown.wait().await;
     tracing::info!("shutting down");
-    for t in [alloc, assets, cleanup, aggregation] {
+    for t in [alloc, assets, cleanup, aggregation]
+        .into_iter()
+        .chain(mirror_tasks)
+    {
         if let Err(e) = t.await {
             tracing::error!(error = %e, "task ended abnormally");
         }

@@ -93,6 +93,18 @@ struct RawConfig {
     remote_write: RawRemoteWrite,
     #[serde(default)]
     realtime: RawRealtime,
+    #[serde(default)]
+    clickhouse: RawClickhouse,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawClickhouse {
+    database: Option<String>,
+    user: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    cluster: Option<String>,
+    mirror_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -392,6 +404,19 @@ pub(crate) struct Config {
     pub aggregation_schedule: Schedule,
     pub remote_write: RemoteWriteConfig,
     pub realtime: RealtimeConfig,
+    pub clickhouse_settings: ClickhouseSettings,
+}
+
+/// How to reach ClickHouse (`clickhouse:`; the URL is `cloudtuner.storage.clickhouse`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClickhouseSettings {
+    pub database: String,
+    pub user: String,
+    pub password: Option<SecretSource>,
+    /// ClickHouse cluster name for `ON CLUSTER` DDL and replicated tables.
+    pub cluster: Option<String>,
+    /// How often the mirror copies windows it lacks from the embedded store.
+    pub mirror_interval: Duration,
 }
 
 /// One remote_write data source (`remote_write.sources[]`).
@@ -1044,6 +1069,30 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             .unwrap_or_else(|| DEFAULT_SQLITE.into()),
     );
     let remote_write = remote_write(&raw.remote_write, &sqlite_path, problems);
+    let ch = &raw.clickhouse;
+    let clickhouse_settings = ClickhouseSettings {
+        database: ch.database.clone().unwrap_or_else(|| "cloudtuner".into()),
+        user: ch.user.clone().unwrap_or_else(|| "default".into()),
+        password: match (&ch.password_file, &ch.password_env) {
+            (None, None) => None,
+            (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+            (None, Some(e)) => Some(SecretSource::Env(e.clone())),
+            (Some(_), Some(_)) => {
+                problems.push(ConfigProblem {
+                    path: "clickhouse.password_file".into(),
+                    reason: "give password_file or password_env, not both".into(),
+                });
+                None
+            }
+        },
+        cluster: ch.cluster.clone(),
+        mirror_interval: duration(
+            &ch.mirror_interval,
+            "clickhouse.mirror_interval",
+            Duration::from_secs(60),
+            problems,
+        ),
+    };
     for (i, c) in raw.realtime.scrape.iter().enumerate() {
         if !clusters.iter().any(|x| &x.name == c) {
             problems.push(ConfigProblem {
@@ -1063,7 +1112,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         persist_interval: duration(
             &raw.realtime.persist_interval,
             "realtime.persist_interval",
-            Duration::from_secs(60),
+            Duration::from_secs(10),
             problems,
         ),
     };
@@ -1097,6 +1146,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         aggregation_schedule: aggregation_schedule?,
         remote_write,
         realtime,
+        clickhouse_settings,
     })
 }
 

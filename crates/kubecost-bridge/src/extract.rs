@@ -145,6 +145,9 @@ pub(crate) struct Extractor {
     targets: Vec<Target>,
     settings: Settings,
     shutdown: Shutdown,
+    /// Told of every committed allocation window (mirrors); a full channel drops the notice
+    /// (the mirror's catch-up finds the window later).
+    on_commit: Vec<mpsc::Sender<Checkpoint>>,
 }
 
 struct Synced(HashSet<(Window, Resolution)>);
@@ -171,7 +174,13 @@ impl Extractor {
             targets,
             settings,
             shutdown,
+            on_commit: Vec::new(),
         }
+    }
+
+    /// Adds a receiver of committed allocation checkpoints.
+    pub(crate) fn notify_commits(&mut self, tx: mpsc::Sender<Checkpoint>) {
+        self.on_commit.push(tx);
     }
 
     /// Returns the cluster names this extractor serves.
@@ -376,9 +385,15 @@ impl Extractor {
             response_total_cost: summary.total_cost,
             null_fields: summary.null_fields,
         };
+        let committed = checkpoint.clone();
         let stats = tokio::task::spawn_blocking(move || writer.commit(&checkpoint))
             .await
             .map_err(|e| Failure::Join(e.to_string()))??;
+        for tx in &self.on_commit {
+            if tx.try_send(committed.clone()).is_err() {
+                tracing::debug!(cluster = %target.name, %window, "mirror busy; its catch-up will copy the window");
+            }
+        }
         if !kb_core::cost::approx_eq(stats.total_cost, summary.total_cost, 1e-9, 1e-9) {
             // Committed, but the store does not hold what Kubecost sent: a bug worth an error.
             tracing::error!(cluster = %target.name, %window, stored = stats.total_cost, response = summary.total_cost, "stored total differs from the response");

@@ -13,6 +13,7 @@ mod app;
 mod config;
 mod demo;
 mod extract;
+mod mirror;
 mod realtime;
 mod server;
 
@@ -303,8 +304,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(anyhow::anyhow!("--window: {e}")))?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store, signals())?;
+            let ex = app::extractor(&cfg, store.clone(), signals())?;
             let report = app::extract_exact(&cfg, &ex, w, cluster.as_deref()).await?;
+            app::mirror_once(&cfg, &store).await?;
             finish(report)
         }
         Command::Import {
@@ -370,6 +372,7 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                     r.days, r.summaries, r.anomalies, r.forecasts
                 );
             }
+            app::mirror_once(&cfg, &store).await?;
             finish(report)
         }
         Command::Cleanup { config } => {
