@@ -1,3 +1,6 @@
+//! The delivery worker: in-order, exactly-once delivery over flaky backends, dead letters,
+//! crash replay of the in-flight record, write-through ordering and prompt wake-ups and stops.
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,3 +1,6 @@
+//! The spool itself: order, cumulative acks, restart replay, torn tails, corruption, bounds,
+//! segment rollover and deletion, and random-byte robustness.
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
