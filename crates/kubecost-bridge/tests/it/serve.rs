@@ -57,6 +57,18 @@ fn post(url: &str, user: &str, password: &str, account: &str, body: Vec<u8>) -> 
     })
 }
 
+/// Kills the `run` child if the test fails before stopping it.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm() {
     let sim = Sim::start(sim_config(1, 20));
@@ -68,7 +80,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         dir.path().join("rw-password").display()
     );
     let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
-    let mut child = bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap();
+    let mut child = Child(bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -77,7 +89,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
             assert_eq!(body.trim(), "ready");
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "run exited early");
+        assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -132,7 +144,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
     );
 
     // SIGTERM: a clean exit.
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -142,7 +154,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
