@@ -3,7 +3,9 @@
 //!
 //! The demo starts the simulator on a loopback port, extracts the last `--days` days for every
 //! simulated cluster (hourly within Kubecost's 49 h hourly retention, daily before it, exactly as
-//! `run` would), syncs assets, budgets and savings, and prints what it stored and where.
+//! `run` would), syncs assets, budgets and savings, aggregates, and prints what it stored and
+//! where. It then serves the bridge on `--listen` (health, the REST API, real-time costs from
+//! scrapes of the simulator's `/metrics`) until Ctrl-C; `--once` exits after the summary.
 
 #![allow(clippy::print_stdout, reason = "the demo reports to the terminal")]
 
@@ -23,8 +25,8 @@ use crate::extract::Progress;
 /// Arguments of `demo`.
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Where the simulator listens (the API and dashboard will share this address once they land).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Where the bridge serves the API and real-time costs (the simulator takes a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The data folder (the SQLite store goes inside).
     #[arg(long, default_value = "kubecost-bridge-demo")]
@@ -38,9 +40,9 @@ pub(crate) struct DemoArgs {
     pods: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Keep the simulator running after the extraction (until Ctrl-C).
+    /// Exit after the extraction and the summary instead of serving until Ctrl-C.
     #[arg(long)]
-    serve: bool,
+    once: bool,
 }
 
 /// A progress bar on a terminal; draws nothing when stderr is not one.
@@ -90,11 +92,16 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
         spikes: Vec::new(),
     };
     let names = kb_sim::Fleet::new(&sim).cluster_names();
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen for the simulator")
+        .map_err(runtime)?;
+    let addr = listener.local_addr().map_err(runtime)?;
+    let api_listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))
         .map_err(runtime)?;
-    let addr = listener.local_addr().map_err(runtime)?;
+    let api_addr = api_listener.local_addr().map_err(runtime)?;
     let sim_shutdown = Shutdown::new();
     let stop = sim_shutdown.clone();
     let server = tokio::spawn(kb_sim::serve(
@@ -111,6 +118,10 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     let mut cfg = Config::for_simulator(&url, &names, db.clone())?;
     cfg.extract.lookback = Duration::from_secs(u64::from(args.days.max(1)) * 86_400);
     cfg.extract.settle = Duration::ZERO;
+    cfg.api_listen = api_addr;
+    cfg.realtime.scrape.clone_from(&names);
+    cfg.realtime.scrape_interval = Duration::from_secs(15);
+    cfg.remote_write.spool_dir = args.data_dir.join("realtime-spool");
 
     println!(
         "kubecost simulator: {url} ({} clusters x {} pods)",
@@ -193,11 +204,16 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     println!(
         "  curl '{url}model/allocation?window=24h&aggregate=namespace&accumulate=true'   (the simulator)"
     );
-    println!("  the REST API and the dashboard will be served here once those issues land");
+    println!(
+        "  curl http://{api_addr}/readyz   (the bridge: health; the REST API and dashboard as they land)"
+    );
 
-    if args.serve {
-        println!("\nsimulator still serving at {url}; Ctrl-C to stop");
-        shutdown.wait().await;
+    if !args.once {
+        let server = crate::server::build(&cfg, store.clone(), &shutdown)?;
+        println!(
+            "\nserving the bridge at http://{api_addr}/ and the simulator at {url}; Ctrl-C to stop"
+        );
+        server.serve(api_listener, shutdown.clone()).await?;
     }
     sim_shutdown.trigger();
     match server.await {

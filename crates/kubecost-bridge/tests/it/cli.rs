@@ -76,6 +76,9 @@ fn demo_extracts_every_cluster_and_says_where_the_data_is() {
         bin()
             .args([
                 "demo",
+                "--once",
+                "--listen",
+                "127.0.0.1:0",
                 "--days",
                 "2",
                 "--clusters",
