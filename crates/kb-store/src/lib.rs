@@ -47,6 +47,7 @@
 //! Money is `f64` and never NULL: the model's numbers are already finite, and the writers bind
 //! a non-finite number as 0 all the same (SQLite would otherwise store NaN as NULL).
 
+mod alerts;
 mod dims;
 pub mod error;
 mod insights;

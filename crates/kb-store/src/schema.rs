@@ -316,8 +316,17 @@ CREATE TABLE forecasts (
 ) WITHOUT ROWID;
 "#;
 
+/// Migration 4: the in-process alerts' states (`kb-ops`), one opaque JSON document per alert
+/// fingerprint, so a restart neither forgets a firing alert nor notifies it again.
+const MIGRATION_4: &str = r#"
+CREATE TABLE alert_states (
+    fingerprint TEXT PRIMARY KEY,
+    state       TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
 /// The migration scripts, oldest first; script `i` takes a database from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this binary writes (the number of migrations).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -340,6 +349,7 @@ pub const TABLES: &[&str] = &[
     "cost_summaries",
     "anomalies",
     "forecasts",
+    "alert_states",
 ];
 
 /// An `f64` field of a model record and the column that stores it.

@@ -3,6 +3,7 @@
 //! permissions, and the small tables.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod alerts;
 mod common;
 mod concurrency;
 mod conformance;
