@@ -41,6 +41,9 @@ pub(crate) struct AggregateReport {
     pub summaries: u64,
     pub anomalies: u64,
     pub forecasts: u64,
+    /// Per cluster: (namespace or `None` for the cluster, last 24 closed hours over the 24
+    /// before, minus 1), for `kubecost_bridge_cost_increase_ratio`.
+    pub increases: Vec<(String, Vec<(Option<String>, f64)>)>,
 }
 
 impl AggregateReport {
@@ -50,6 +53,7 @@ impl AggregateReport {
         self.summaries += o.summaries;
         self.anomalies += o.anomalies;
         self.forecasts += o.forecasts;
+        self.increases.extend(o.increases.iter().cloned());
     }
 }
 
@@ -116,7 +120,9 @@ fn aggregate_cluster(
         start: first,
         end: last,
     };
-    report.anomalies = detect(store, cfg, cluster, range, now)?;
+    let (anomalies, increases) = detect(store, cfg, cluster, range, now)?;
+    report.anomalies = anomalies;
+    report.increases.push((cluster.to_string(), increases));
     report.forecasts = forecast(store, cfg, cluster, now)?;
     Ok(report)
 }
@@ -242,14 +248,17 @@ fn history(cfg: &AggregationConfig, now: i64) -> Window {
     }
 }
 
-/// Runs both detectors on hourly series and stores the anomalies that start in `range`.
+/// Runs both detectors on hourly series and stores the anomalies that start in `range`;
+/// returns how many, and the 24 h increase ratio of the cluster and each namespace.
 fn detect(
     store: &SqliteStore,
     cfg: &AggregationConfig,
     cluster: &str,
     range: Window,
     now: i64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Vec<(Option<String>, f64)>)> {
+    let last_hour = floor_to(now, kb_core::window::HOUR);
+    let mut increases = Vec::new();
     let rule = IncreaseRule {
         threshold: cfg.anomaly_threshold,
         min_previous: cfg.anomaly_min_cost,
@@ -275,6 +284,27 @@ fn detect(
             .into_iter()
             .map(|s| s.summary)
             .collect();
+        if matches!(dimension, Dimension::Cluster | Dimension::Namespace) {
+            let mut by_name: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+            for s in &sums {
+                let t = s.bucket.start;
+                let e = by_name.entry(s.name.as_str()).or_default();
+                if t >= last_hour - DAY && t < last_hour {
+                    e.0 += s.totals.total_cost;
+                } else if t >= last_hour - 2 * DAY && t < last_hour - DAY {
+                    e.1 += s.totals.total_cost;
+                }
+            }
+            for (name, (last, prev)) in by_name {
+                // The noise floor: a day that cost less than 24 hours at the rule's minimum.
+                if let Some(r) =
+                    kb_ops::metrics::cost_increase_ratio(last, prev, 24.0 * cfg.anomaly_min_cost)
+                {
+                    let ns = (dimension == Dimension::Namespace).then(|| name.to_string());
+                    increases.push((ns, r));
+                }
+            }
+        }
         let series = series_from_summaries(&sums, Granularity::Hour, dimension);
         found.extend(
             detect_all(series.iter(), Some(&rule), Some(&seasonal))
@@ -283,7 +313,7 @@ fn detect(
         );
     }
     store.put_anomalies(cluster, range, &found)?;
-    Ok(found.len() as u64)
+    Ok((found.len() as u64, increases))
 }
 
 /// Forecasts cluster and namespace cost 7 and 30 days ahead from daily series.

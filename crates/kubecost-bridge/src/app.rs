@@ -319,10 +319,62 @@ pub(crate) async fn run_aggregation(
     .map_err(Failure::Runtime)
 }
 
+/// Publishes an aggregation's 24 h increase ratios as `kubecost_bridge_cost_increase_ratio`.
+pub(crate) fn publish_increases(m: &kb_ops::Metrics, r: &crate::aggregate::AggregateReport) {
+    for (cluster, incs) in &r.increases {
+        let ratios: Vec<(Option<&str>, f64)> =
+            incs.iter().map(|(ns, v)| (ns.as_deref(), *v)).collect();
+        m.set_cost_increases(cluster, &ratios);
+    }
+}
+
+/// The bridge's self-monitoring for a configuration: every cluster x endpoint series at 0,
+/// freshness from the store's newest checkpoints (so it survives restarts), the store's disk.
+pub(crate) fn metrics(cfg: &Config, store: &SqliteStore) -> kb_ops::Metrics {
+    let m = kb_ops::Metrics::new(env!("CARGO_PKG_VERSION"));
+    let clusters: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
+    let mut endpoints = vec![Endpoint::Allocation];
+    if cfg.assets.enabled {
+        endpoints.push(Endpoint::Assets);
+    }
+    if cfg.budgets_enabled {
+        endpoints.push(Endpoint::Budgets);
+    }
+    if cfg.savings_enabled {
+        endpoints.push(Endpoint::Savings);
+    }
+    if !cfg.prediction_specs.is_empty() {
+        endpoints.push(Endpoint::Predictions);
+    }
+    let names: Vec<&str> = endpoints.iter().map(|e| e.as_str()).collect();
+    m.register_targets(&clusters, &names);
+    for c in &clusters {
+        for e in [Endpoint::Allocation, Endpoint::Assets] {
+            if let Ok(cps) = store.checkpoints(c, e) {
+                if let Some(t) = cps.iter().map(|cp| cp.synced_at).max() {
+                    m.set_last_success(c, e.as_str(), t as f64);
+                }
+            }
+        }
+    }
+    for s in &cfg.remote_write.sources {
+        m.register_freshness(&s.cluster, "remote_write");
+    }
+    let dir = cfg
+        .sqlite_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    m.register_disk("sqlite", "data", &dir);
+    m
+}
+
 /// The `run` command: catch up once, then follow the schedules until shutdown.
 pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> {
     let store = open_store(&cfg)?;
+    let metrics = metrics(&cfg, &store);
     let mut ex = extractor(&cfg, store.clone(), shutdown.clone())?;
+    ex.with_metrics(metrics.clone());
     let mut mirror_tasks = Vec::new();
     for m in mirrors(&cfg)? {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -345,7 +397,7 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
         .await
         .with_context(|| format!("cannot listen on {}", cfg.api_listen))
         .map_err(runtime)?;
-    let server = crate::server::build(&cfg, store.clone(), &shutdown)?;
+    let server = crate::server::build(&cfg, store.clone(), &shutdown, &metrics)?;
     tracing::info!(listen = %cfg.api_listen, remote_write_sources = cfg.remote_write.sources.len(), scraped = cfg.realtime.scrape.len(), "serving");
     let serving = tokio::spawn(server.serve(listener, shutdown.clone()));
     let now = chrono::Utc::now().timestamp();
@@ -353,8 +405,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;
     log_report("catch-up", &report);
     if cfg.aggregation.enabled {
-        if let Err(e) = run_aggregation(&cfg, &store, from, until, None).await {
-            tracing::error!(error = %e.error(), "catch-up aggregation failed");
+        match run_aggregation(&cfg, &store, from, until, None).await {
+            Ok(r) => publish_increases(&metrics, &r),
+            Err(e) => tracing::error!(error = %e.error(), "catch-up aggregation failed"),
         }
     }
 
@@ -406,7 +459,12 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
         })
     };
     let aggregation = {
-        let (cfg, store, sd) = (cfg.clone(), store.clone(), shutdown.clone());
+        let (cfg, store, sd, metrics) = (
+            cfg.clone(),
+            store.clone(),
+            shutdown.clone(),
+            metrics.clone(),
+        );
         tokio::spawn(async move {
             if !cfg.aggregation.enabled {
                 return;
@@ -414,8 +472,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             while cfg.aggregation_schedule.wait_next(&sd).await.is_ok() {
                 let now = chrono::Utc::now().timestamp();
                 let from = now - cfg.aggregation.lookback.as_secs() as i64;
-                if let Err(e) = run_aggregation(&cfg, &store, from, now, None).await {
-                    tracing::error!(error = %e.error(), "aggregation failed");
+                match run_aggregation(&cfg, &store, from, now, None).await {
+                    Ok(r) => publish_increases(&metrics, &r),
+                    Err(e) => tracing::error!(error = %e.error(), "aggregation failed"),
                 }
             }
         })

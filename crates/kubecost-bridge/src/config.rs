@@ -95,6 +95,32 @@ struct RawConfig {
     realtime: RawRealtime,
     #[serde(default)]
     clickhouse: RawClickhouse,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAlerts {
+    interval: Option<String>,
+    #[serde(default)]
+    rules: RawAlertRules,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+    external_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAlertRules {
+    extraction_failure_rate: Option<f64>,
+    stale_after: Option<String>,
+    cost_spike_ratio: Option<f64>,
+    storage_used_ratio: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawWebhook {
+    url: Option<String>,
+    format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -405,6 +431,7 @@ pub(crate) struct Config {
     pub remote_write: RemoteWriteConfig,
     pub realtime: RealtimeConfig,
     pub clickhouse_settings: ClickhouseSettings,
+    pub alerts: kb_ops::AlertsConfig,
 }
 
 /// How to reach ClickHouse (`clickhouse:`; the URL is `cloudtuner.storage.clickhouse`).
@@ -1147,7 +1174,81 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         remote_write,
         realtime,
         clickhouse_settings,
+        alerts: alerts(&raw.alerts, problems),
     })
+}
+
+fn alerts(raw: &RawAlerts, problems: &mut Vec<ConfigProblem>) -> kb_ops::AlertsConfig {
+    let mut cfg = kb_ops::AlertsConfig::default();
+    cfg.interval = duration(&raw.interval, "alerts.interval", cfg.interval, problems);
+    let r = &raw.rules;
+    let mut ratio = |v: Option<f64>, path: &str, slot: &mut f64| {
+        if let Some(v) = v {
+            if v.is_finite() && v > 0.0 {
+                *slot = v;
+            } else {
+                problems.push(ConfigProblem {
+                    path: path.into(),
+                    reason: format!("{v} is not a ratio above 0"),
+                });
+            }
+        }
+    };
+    ratio(
+        r.extraction_failure_rate,
+        "alerts.rules.extraction_failure_rate",
+        &mut cfg.rules.extraction_failure_rate,
+    );
+    ratio(
+        r.cost_spike_ratio,
+        "alerts.rules.cost_spike_ratio",
+        &mut cfg.rules.cost_spike_ratio,
+    );
+    ratio(
+        r.storage_used_ratio,
+        "alerts.rules.storage_used_ratio",
+        &mut cfg.rules.storage_used_ratio,
+    );
+    cfg.rules.stale_after = duration(
+        &r.stale_after,
+        "alerts.rules.stale_after",
+        cfg.rules.stale_after,
+        problems,
+    );
+    for (i, w) in raw.webhooks.iter().enumerate() {
+        let path = format!("alerts.webhooks[{i}]");
+        let Some(url) = endpoint(&w.url, &format!("{path}.url"), problems) else {
+            if w.url.is_none() {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.url"),
+                    reason: "required".into(),
+                });
+            }
+            continue;
+        };
+        let format = match kb_ops::WebhookFormat::parse(w.format.as_deref().unwrap_or("generic")) {
+            Some(f) => f,
+            None => {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.format"),
+                    reason: "must be generic, slack or alertmanager".into(),
+                });
+                continue;
+            }
+        };
+        cfg.webhooks.push(kb_ops::WebhookConfig {
+            url: url.to_string(),
+            format,
+        });
+    }
+    cfg.external_url.clone_from(&raw.external_url);
+    for p in cfg.problems() {
+        problems.push(ConfigProblem {
+            path: "alerts".into(),
+            reason: p,
+        });
+    }
+    cfg
 }
 
 fn remote_write(

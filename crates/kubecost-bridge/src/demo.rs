@@ -209,7 +209,8 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     );
 
     if !args.once {
-        let server = crate::server::build(&cfg, store.clone(), &shutdown)?;
+        let metrics = app::metrics(&cfg, &store);
+        let server = crate::server::build(&cfg, store.clone(), &shutdown, &metrics)?;
         println!(
             "\nserving the bridge at http://{api_addr}/ and the simulator at {url}; Ctrl-C to stop"
         );

@@ -148,6 +148,8 @@ pub(crate) struct Extractor {
     /// Told of every committed allocation window (mirrors); a full channel drops the notice
     /// (the mirror's catch-up finds the window later).
     on_commit: Vec<mpsc::Sender<Checkpoint>>,
+    /// Self-monitoring (`/metrics`), when served.
+    metrics: Option<kb_ops::Metrics>,
 }
 
 struct Synced(HashSet<(Window, Resolution)>);
@@ -175,6 +177,34 @@ impl Extractor {
             settings,
             shutdown,
             on_commit: Vec::new(),
+            metrics: None,
+        }
+    }
+
+    /// Records runs, freshness, reconciliation errors and rows in `metrics`.
+    pub(crate) fn with_metrics(&mut self, metrics: kb_ops::Metrics) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Records the outcome of one window or list sync of an endpoint.
+    fn record(&self, cluster: &str, endpoint: Endpoint, ok: bool, rows: u64) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let ep = endpoint.as_str();
+        if ok {
+            m.record_extraction(cluster, ep, kb_ops::ExtractionOutcome::Success);
+            m.set_last_success(cluster, ep, chrono::Utc::now().timestamp() as f64);
+            let table = match endpoint {
+                Endpoint::Allocation => "allocations",
+                Endpoint::Assets => "assets",
+                Endpoint::Budgets => "budgets",
+                Endpoint::Savings => "savings",
+                Endpoint::Predictions => "predictions",
+            };
+            m.add_rows_written("sqlite", table, rows);
+        } else {
+            m.record_extraction(cluster, ep, kb_ops::ExtractionOutcome::Failure);
         }
     }
 
@@ -315,6 +345,19 @@ impl Extractor {
             },
         )
         .await;
+        match &result {
+            Ok(r) => {
+                self.record(cluster, Endpoint::Allocation, true, r.rows);
+                if let Some(m) = &self.metrics {
+                    m.set_reconciliation_error(
+                        cluster,
+                        Endpoint::Allocation.as_str(),
+                        r.relative_error,
+                    );
+                }
+            }
+            Err(_) => self.record(cluster, Endpoint::Allocation, false, 0),
+        }
         match result {
             Ok(r) => {
                 tracing::info!(
@@ -476,8 +519,12 @@ impl Extractor {
             )
             .await;
             match res {
-                Ok(_) => report.asset_windows += 1,
+                Ok(stats) => {
+                    self.record(&cluster, Endpoint::Assets, true, stats.rows);
+                    report.asset_windows += 1;
+                }
                 Err(e) => {
+                    self.record(&cluster, Endpoint::Assets, false, 0);
                     let attempts = e.attempts();
                     let err = WindowError {
                         cluster: cluster.clone(),
@@ -509,6 +556,7 @@ impl Extractor {
                             .put_budgets(&t.name, &b, now)
                             .map_err(Failure::from)
                     });
+                self.record(&t.name, Endpoint::Budgets, r.is_ok(), 0);
                 if let Err(e) = r {
                     report
                         .other_failures
@@ -521,6 +569,7 @@ impl Extractor {
                         .put_savings(&t.name, &recs, now)
                         .map_err(Failure::from)
                 });
+                self.record(&t.name, Endpoint::Savings, r.is_ok(), 0);
                 if let Err(e) = r {
                     report
                         .other_failures
@@ -533,6 +582,7 @@ impl Extractor {
                         .put_predictions(&t.name, &p, now)
                         .map_err(Failure::from)
                 });
+                self.record(&t.name, Endpoint::Predictions, r.is_ok(), 0);
                 if let Err(e) = r {
                     report
                         .other_failures

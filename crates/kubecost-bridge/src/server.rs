@@ -5,6 +5,9 @@
 //! - `GET /readyz`: 200 when the store answers a query, else 503 with the reason.
 //! - `POST /api/v1/write`, `POST /storage/api/v2/write`: Prometheus remote_write (see
 //!   `kb_remote_write::receiver`), when `remote_write.sources` names at least one source.
+//! - `GET /metrics`: the bridge's own metrics (`deploy/prometheus/README.md` is the contract).
+//!
+//! Alerts are evaluated in-process every `alerts.interval` with their states in the store.
 
 use std::sync::Arc;
 
@@ -22,7 +25,6 @@ use crate::realtime::{Realtime, persist_loop};
 
 /// What the server runs besides the listener.
 pub(crate) struct Server {
-    pub realtime: Arc<Realtime>,
     pub router: Router,
     receiver: Option<Receiver>,
 }
@@ -32,6 +34,7 @@ pub(crate) fn build(
     cfg: &Config,
     store: Arc<SqliteStore>,
     shutdown: &Shutdown,
+    metrics: &kb_ops::Metrics,
 ) -> Result<Server, Failure> {
     let realtime = Arc::new(
         Realtime::start(
@@ -84,7 +87,11 @@ pub(crate) fn build(
             },
             ..ReceiverConfig::default()
         };
-        let r = Receiver::start(rc, realtime.sink.clone(), shutdown.clone())
+        let sink = Arc::new(MeteredSink {
+            inner: realtime.sink.clone(),
+            metrics: metrics.clone(),
+        });
+        let r = Receiver::start(rc, sink, shutdown.clone())
             .context("cannot start the remote_write receiver")
             .map_err(Failure::Usage)?;
         router = router.merge(r.router());
@@ -111,6 +118,27 @@ pub(crate) fn build(
             tokio::spawn(scraper.run(realtime.sink.clone(), shutdown.clone()));
         }
     }
+    let rt = realtime.clone();
+    metrics.register_spool_probe(
+        "realtime",
+        Arc::new(move || {
+            let d = rt.stats().depth;
+            (d.records, d.bytes)
+        }),
+    );
+    let (m, acfg, st, sd) = (
+        metrics.clone(),
+        cfg.alerts.clone(),
+        store.clone() as Arc<dyn kb_ops::AlertStateStore>,
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = kb_ops::run_alerts(m, acfg, st, sd).await {
+            tracing::error!(error = %e, "alert evaluation stopped");
+        }
+    });
+    router = router.merge(kb_ops::metrics::metrics_router(metrics.clone()));
+    let router = kb_ops::metrics::track_http(router, metrics);
     tokio::spawn(persist_loop(
         realtime.live.clone(),
         store,
@@ -118,11 +146,47 @@ pub(crate) fn build(
         cfg.realtime.persist_interval,
         shutdown.clone(),
     ));
-    Ok(Server {
-        realtime,
-        router,
-        receiver,
-    })
+    Ok(Server { router, receiver })
+}
+
+/// The receiver's sink: spools like [`crate::realtime::SpoolSink`] and counts accepted samples
+/// and remote_write freshness per source (named by its cluster).
+struct MeteredSink {
+    inner: Arc<crate::realtime::SpoolSink>,
+    metrics: kb_ops::Metrics,
+}
+
+impl kb_remote_write::SampleSink for MeteredSink {
+    fn write(
+        &self,
+        cluster: &str,
+        batch: &kb_remote_write::DecodedBatch,
+    ) -> Result<(), kb_remote_write::SinkError> {
+        let samples = batch.sample_count() as u64;
+        match self.inner.write(cluster, batch) {
+            Ok(()) => {
+                self.metrics.record_remote_write(
+                    cluster,
+                    kb_ops::RemoteWriteOutcome::Accepted,
+                    samples,
+                );
+                self.metrics.set_last_success(
+                    cluster,
+                    "remote_write",
+                    chrono::Utc::now().timestamp() as f64,
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.record_remote_write(
+                    cluster,
+                    kb_ops::RemoteWriteOutcome::Error,
+                    samples,
+                );
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Server {
@@ -132,9 +196,7 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: Shutdown,
     ) -> Result<(), Failure> {
-        let Server {
-            router, receiver, ..
-        } = self;
+        let Server { router, receiver } = self;
         let sd = shutdown.clone();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { sd.wait().await })
