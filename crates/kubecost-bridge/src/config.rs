@@ -16,7 +16,10 @@
 //! Additions, all optional: `clusters:` (one entry per Kubecost instance or per cluster of a
 //! federated Kubecost, each with its own endpoint, credentials and TLS), `cloudtuner.storage.sqlite`
 //! (the embedded store's file, the default store), `extract:` (lookback, retention, timeouts,
-//! retries, concurrency), `retention:` and `api.listen`. `config/example.yaml` documents every key.
+//! retries, concurrency), `retention:`, `api.listen`, `aggregation:` (rules, anomaly thresholds),
+//! `schedule.aggregation`, `remote_write:` (data sources of the receiver), `realtime:` (scrapes),
+//! `clickhouse:` (the mirror's database and credentials) and `alerts:` (thresholds, webhooks).
+//! `config/example.yaml` documents every key.
 //!
 //! Layers: built-in defaults, then the file, then environment variables
 //! `KUBECOST_BRIDGE__<SECTION>__<KEY>` (double underscore between path segments, case-insensitive,
