@@ -100,6 +100,20 @@ struct RawConfig {
     clickhouse: RawClickhouse,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    influxdb: RawInfluxdb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawInfluxdb {
+    database: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+    org: Option<String>,
+    bucket: Option<String>,
+    token_file: Option<String>,
+    token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -435,6 +449,19 @@ pub(crate) struct Config {
     pub realtime: RealtimeConfig,
     pub clickhouse_settings: ClickhouseSettings,
     pub alerts: kb_ops::AlertsConfig,
+    pub influxdb_settings: InfluxSettings,
+}
+
+/// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
+/// API with a database (1.x, and the v1-compatible endpoint of 2.x and 3.x), or the v2 API
+/// with org, bucket and token when `bucket` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InfluxSettings {
+    pub database: String,
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    /// `(org, bucket, token)` for the v2 API.
+    pub v2: Option<(String, String, SecretSource)>,
 }
 
 /// How to reach ClickHouse (`clickhouse:`; the URL is `cloudtuner.storage.clickhouse`).
@@ -1178,7 +1205,60 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         realtime,
         clickhouse_settings,
         alerts: alerts(&raw.alerts, problems),
+        influxdb_settings: influx_settings(&raw.influxdb, problems),
     })
+}
+
+fn one_secret(
+    file: &Option<String>,
+    env: &Option<String>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecretSource> {
+    match (file, env) {
+        (None, None) => None,
+        (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+        (None, Some(e)) => Some(SecretSource::Env(e.clone())),
+        (Some(_), Some(_)) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: "give the _file or the _env form, not both".into(),
+            });
+            None
+        }
+    }
+}
+
+fn influx_settings(raw: &RawInfluxdb, problems: &mut Vec<ConfigProblem>) -> InfluxSettings {
+    let token = one_secret(
+        &raw.token_file,
+        &raw.token_env,
+        "influxdb.token_file",
+        problems,
+    );
+    let v2 = match (&raw.org, &raw.bucket, token) {
+        (None, None, None) => None,
+        (Some(o), Some(b), Some(t)) => Some((o.clone(), b.clone(), t)),
+        _ => {
+            problems.push(ConfigProblem {
+                path: "influxdb.bucket".into(),
+                reason: "the v2 API needs org, bucket and token_file (or token_env) together"
+                    .into(),
+            });
+            None
+        }
+    };
+    InfluxSettings {
+        database: raw.database.clone().unwrap_or_else(|| "cloudtuner".into()),
+        username: raw.username.clone(),
+        password: one_secret(
+            &raw.password_file,
+            &raw.password_env,
+            "influxdb.password_file",
+            problems,
+        ),
+        v2,
+    }
 }
 
 fn alerts(raw: &RawAlerts, problems: &mut Vec<ConfigProblem>) -> kb_ops::AlertsConfig {

@@ -1,6 +1,6 @@
-//! The ClickHouse mirror against a real `clickhouse-server` (Debian's, started by the
-//! project's `scripts/services/clickhouse.sh` on free ports): what the extractor stores in
-//! SQLite reaches ClickHouse with the same totals per window; with ClickHouse stopped the
+//! The mirrors against real servers (Debian's `clickhouse-server` and `influxd`, started by
+//! the project's `scripts/services/*.sh` on free ports): what the extractor stores in SQLite
+//! reaches ClickHouse and InfluxDB with the same totals per window; with ClickHouse stopped the
 //! extraction still succeeds, and once it is back the missing windows are replayed, exactly
 //! once.
 
@@ -12,9 +12,9 @@ use kb_pipeline::ports::{CostQuery, CostReader, Granularity, GroupBy};
 
 use crate::{FAST, Sim, bin, past_range, rfc, run_ok, sim_config, write_config};
 
-fn script() -> String {
+fn script(name: &str) -> String {
     format!(
-        "{}/../../scripts/services/clickhouse.sh",
+        "{}/../../scripts/services/{name}.sh",
         env!("CARGO_MANIFEST_DIR")
     )
 }
@@ -27,15 +27,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A ClickHouse server in a temp dir, stopped on drop.
+/// A server in a temp dir, stopped on drop.
 struct Server {
+    script: String,
     envs: Vec<(&'static str, String)>,
     url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start() -> Server {
+    fn clickhouse() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let envs = vec![
             ("CLICKHOUSE_DIR", dir.path().display().to_string()),
@@ -43,7 +44,22 @@ impl Server {
             ("CLICKHOUSE_TCP_PORT", free_port().to_string()),
             ("CLICKHOUSE_START_TIMEOUT", "90".to_string()),
         ];
+        Server::start(script("clickhouse"), envs, dir)
+    }
+
+    fn influxdb() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let envs = vec![
+            ("INFLUXDB_DIR", dir.path().display().to_string()),
+            ("INFLUXDB_PORT", free_port().to_string()),
+            ("INFLUXDB_RPC_PORT", free_port().to_string()),
+        ];
+        Server::start(script("influxdb"), envs, dir)
+    }
+
+    fn start(script: String, envs: Vec<(&'static str, String)>, dir: tempfile::TempDir) -> Server {
         let mut s = Server {
+            script,
             envs,
             url: String::new(),
             _dir: dir,
@@ -54,7 +70,7 @@ impl Server {
 
     fn run(&self, cmd: &str) -> String {
         let out = Command::new("bash")
-            .arg(script())
+            .arg(&self.script)
             .arg(cmd)
             .envs(self.envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
@@ -62,7 +78,8 @@ impl Server {
             .unwrap();
         assert!(
             out.status.success(),
-            "clickhouse.sh {cmd} failed: {}{}",
+            "{} {cmd} failed: {}{}",
+            self.script,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -73,7 +90,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(script())
+            .arg(&self.script)
             .arg("stop")
             .envs(self.envs.iter().map(|(k, v)| (*k, v.as_str())))
             .output();
@@ -108,7 +125,7 @@ fn assert_same(a: &[(i64, f64)], b: &[(i64, f64)]) {
 
 #[test]
 fn clickhouse_mirrors_the_embedded_store_and_replays_after_an_outage() {
-    let server = Server::start();
+    let server = Server::clickhouse();
     let sim = Sim::start(sim_config(1, 20));
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("{FAST}clickhouse:\n  database: bridge_mirror_test\n",);
@@ -159,4 +176,43 @@ fn clickhouse_mirrors_the_embedded_store_and_replays_after_an_outage() {
     let want = hourly_totals(&sqlite, range);
     assert_eq!(want.len(), 6);
     assert_same(&hourly_totals(&ch, range), &want);
+}
+
+#[test]
+fn influxdb_mirrors_the_embedded_store() {
+    let server = Server::influxdb();
+    let sim = Sim::start(sim_config(1, 20));
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("{FAST}influxdb:\n  database: bridge_mirror_test\n");
+    let cfg_path = write_config(dir.path(), &sim, &["cluster-1"], &extra);
+    let yaml = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "cloudtuner:\n  storage:\n",
+        &format!(
+            "cloudtuner:\n  storage:\n    influxdb: \"{}\"\n",
+            server.url
+        ),
+    );
+    std::fs::write(&cfg_path, yaml).unwrap();
+    let range = past_range(3);
+    run_ok(bin().args(["backfill", "--config"]).arg(&cfg_path).args([
+        "--from",
+        &rfc(range.start),
+        "--to",
+        &rfc(range.end),
+    ]));
+    let sqlite = kb_store::SqliteStore::open(&dir.path().join("bridge.db")).unwrap();
+    let mut ic = kb_influx::InfluxConfig::v1(server.url.clone());
+    if let kb_influx::InfluxApi::V1 { database, .. } = &mut ic.api {
+        *database = "bridge_mirror_test".into();
+    }
+    let influx = kb_influx::InfluxStore::open(&ic).unwrap();
+    for hour in range.split(HOUR) {
+        let want = sqlite.window_total("cluster-1", hour).unwrap();
+        let got = influx.window_total("cluster-1", hour).unwrap();
+        assert_eq!(got.rows, want.rows, "{hour}");
+        assert!(
+            kb_core::cost::relative_error(want.total_cost, got.total_cost) <= 1e-9,
+            "{hour}"
+        );
+    }
 }
