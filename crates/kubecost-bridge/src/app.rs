@@ -413,6 +413,7 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             rx,
             cfg.clickhouse_settings.mirror_interval,
             shutdown.clone(),
+            Some(metrics.clone()),
         )));
     }
     let ex = Arc::new(ex);
