@@ -346,6 +346,41 @@ struct RawRetention {
 #[derive(Debug, Default, Deserialize)]
 struct RawApi {
     listen: Option<String>,
+    #[serde(default)]
+    auth: RawApiAuth,
+    /// `stdout`, `off`, or a file path (appended).
+    audit_log: Option<String>,
+    cache_ttl: Option<String>,
+    request_timeout: Option<String>,
+    currency: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApiAuth {
+    enabled: Option<bool>,
+    #[serde(default)]
+    keys: Vec<RawApiKey>,
+    default_rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApiKey {
+    id: Option<String>,
+    name: Option<String>,
+    secret_file: Option<String>,
+    secret_env: Option<String>,
+    /// The hex SHA-256 of the token, so the config never holds the token itself.
+    sha256: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    clusters: Option<Vec<String>>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRateLimit {
+    per_second: Option<f64>,
+    burst: Option<u32>,
 }
 
 // ----- validated ----------------------------------------------------------------------------
@@ -450,6 +485,42 @@ pub(crate) struct Config {
     pub clickhouse_settings: ClickhouseSettings,
     pub alerts: kb_ops::AlertsConfig,
     pub influxdb_settings: InfluxSettings,
+    pub api: ApiSettings,
+}
+
+/// How an API key's secret is given.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum KeySource {
+    Secret(SecretSource),
+    Sha256(String),
+}
+
+/// One API key (`api.auth.keys[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub secret: KeySource,
+    /// `read` or `admin`.
+    pub scopes: Vec<kb_api::Scope>,
+    pub clusters: Option<Vec<String>>,
+    pub rate_limit: Option<kb_api::RateLimit>,
+}
+
+/// The REST API's settings (`api:`). The bootstrap admin token comes from the environment
+/// variable `KUBECOST_BRIDGE_ADMIN_TOKEN`, read by the wiring.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiSettings {
+    pub auth_enabled: bool,
+    pub keys: Vec<ApiKey>,
+    pub default_rate_limit: Option<kb_api::RateLimit>,
+    /// `None`: no audit log; `Some(None)`: stdout; `Some(Some(path))`: appended to a file.
+    pub audit_log: Option<Option<PathBuf>>,
+    pub cache_ttl: Duration,
+    pub request_timeout: Duration,
+    pub currency: String,
+    /// A bootstrap admin token set by the demo; `run` reads `KUBECOST_BRIDGE_ADMIN_TOKEN`.
+    pub bootstrap_token: Option<String>,
 }
 
 /// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
@@ -1206,7 +1277,105 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         clickhouse_settings,
         alerts: alerts(&raw.alerts, problems),
         influxdb_settings: influx_settings(&raw.influxdb, problems),
+        api: api_settings(&raw.api, problems),
     })
+}
+
+fn rate_limit(
+    raw: &Option<RawRateLimit>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<kb_api::RateLimit> {
+    let r = raw.as_ref()?;
+    match (r.per_second, r.burst) {
+        (Some(p), burst) if p.is_finite() && p > 0.0 => Some(kb_api::RateLimit {
+            per_second: p,
+            burst: burst.unwrap_or_else(|| p.ceil().max(1.0) as u32).max(1),
+        }),
+        _ => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.per_second"),
+                reason: "a number of requests per second above 0 is required".into(),
+            });
+            None
+        }
+    }
+}
+
+fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings {
+    let mut keys = Vec::new();
+    for (i, k) in raw.auth.keys.iter().enumerate() {
+        let path = format!("api.auth.keys[{i}]");
+        let Some(id) = k.id.clone().filter(|s| !s.trim().is_empty()) else {
+            problems.push(ConfigProblem {
+                path: format!("{path}.id"),
+                reason: "required".into(),
+            });
+            continue;
+        };
+        let secret = match (&k.secret_file, &k.secret_env, &k.sha256) {
+            (Some(f), None, None) => KeySource::Secret(SecretSource::File(PathBuf::from(f))),
+            (None, Some(e), None) => KeySource::Secret(SecretSource::Env(e.clone())),
+            (None, None, Some(h)) => KeySource::Sha256(h.clone()),
+            _ => {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.secret_file"),
+                    reason: "exactly one of secret_file, secret_env or sha256 is required".into(),
+                });
+                continue;
+            }
+        };
+        let mut scopes = Vec::new();
+        for (j, sc) in k.scopes.iter().enumerate() {
+            match kb_api::Scope::parse(sc) {
+                Some(s) => scopes.push(s),
+                None => problems.push(ConfigProblem {
+                    path: format!("{path}.scopes[{j}]"),
+                    reason: format!("{sc:?} is not read or admin"),
+                }),
+            }
+        }
+        if scopes.is_empty() {
+            scopes.push(kb_api::Scope::Read);
+        }
+        keys.push(ApiKey {
+            name: k.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            secret,
+            scopes,
+            clusters: k.clusters.clone(),
+            rate_limit: rate_limit(&k.rate_limit, &format!("{path}.rate_limit"), problems),
+        });
+    }
+    let audit_log = match raw.audit_log.as_deref() {
+        None | Some("stdout") => Some(None),
+        Some("off") => None,
+        Some(p) => Some(Some(PathBuf::from(p))),
+    };
+    ApiSettings {
+        auth_enabled: raw.auth.enabled.unwrap_or(true),
+        keys,
+        default_rate_limit: rate_limit(
+            &raw.auth.default_rate_limit,
+            "api.auth.default_rate_limit",
+            problems,
+        ),
+        audit_log,
+        cache_ttl: duration(
+            &raw.cache_ttl,
+            "api.cache_ttl",
+            Duration::from_secs(60),
+            problems,
+        ),
+        request_timeout: duration(
+            &raw.request_timeout,
+            "api.request_timeout",
+            Duration::from_secs(30),
+            problems,
+        ),
+        currency: raw.currency.clone().unwrap_or_else(|| "USD".into()),
+        bootstrap_token: None,
+    }
 }
 
 fn one_secret(

@@ -122,6 +122,18 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     cfg.realtime.scrape.clone_from(&names);
     cfg.realtime.scrape_interval = Duration::from_secs(15);
     cfg.remote_write.spool_dir = args.data_dir.join("realtime-spool");
+    cfg.api.audit_log = Some(Some(args.data_dir.join("audit.log")));
+    // The demo's key: KUBECOST_BRIDGE_ADMIN_TOKEN when set, else a fresh random one.
+    let token = std::env::var("KUBECOST_BRIDGE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| {
+            let mut rng = fastrand::Rng::new();
+            (0..32)
+                .map(|_| char::from(b"0123456789abcdef"[rng.usize(..16)]))
+                .collect()
+        });
+    cfg.api.bootstrap_token = Some(token.clone());
 
     println!(
         "kubecost simulator: {url} ({} clusters x {} pods)",

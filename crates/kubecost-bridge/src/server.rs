@@ -6,6 +6,9 @@
 //! - `POST /api/v1/write`, `POST /storage/api/v2/write`: Prometheus remote_write (see
 //!   `kb_remote_write::receiver`), when `remote_write.sources` names at least one source.
 //! - `GET /metrics`: the bridge's own metrics (`deploy/prometheus/README.md` is the contract).
+//! - `/api/v1/...`: the REST API (`kb_api`), reading the embedded store, with API keys from
+//!   `api.auth` and the bootstrap admin token from `KUBECOST_BRIDGE_ADMIN_TOKEN`; answers are
+//!   cached for `api.cache_ttl` (60 s), so new data shows within that.
 //!
 //! Alerts are evaluated in-process every `alerts.interval` with their states in the store.
 
@@ -137,6 +140,7 @@ pub(crate) fn build(
             tracing::error!(error = %e, "alert evaluation stopped");
         }
     });
+    router = router.merge(kb_api::router(api_state(cfg, &store)?));
     router = router.merge(kb_ops::metrics::metrics_router(metrics.clone()));
     let router = kb_ops::metrics::track_http(router, metrics);
     tokio::spawn(persist_loop(
@@ -147,6 +151,74 @@ pub(crate) fn build(
         shutdown.clone(),
     ));
     Ok(Server { router, receiver })
+}
+
+/// The API's state over the embedded store.
+fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState, Failure> {
+    use crate::config::KeySource;
+    let a = &cfg.api;
+    let mut keys = Vec::new();
+    for k in &a.keys {
+        keys.push(kb_api::ApiKeyConfig {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            secret: match &k.secret {
+                KeySource::Secret(src) => {
+                    kb_api::KeySecret::Plain(kb_api::Secret::new(read_secret(src)?.expose()))
+                }
+                KeySource::Sha256(h) => kb_api::KeySecret::Sha256Hex(h.clone()),
+            },
+            scopes: k.scopes.clone(),
+            clusters: k.clusters.clone(),
+            rate_limit: k.rate_limit,
+        });
+    }
+    let bootstrap = a
+        .bootstrap_token
+        .clone()
+        .or_else(|| std::env::var("KUBECOST_BRIDGE_ADMIN_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+        .map(kb_api::Secret::new);
+    let auth = kb_api::AuthConfig {
+        enabled: a.auth_enabled,
+        keys,
+        bootstrap_admin: bootstrap,
+        bootstrap_rate_limit: None,
+        default_rate_limit: a.default_rate_limit,
+    };
+    let audit = match &a.audit_log {
+        None => kb_api::AuditSink::disabled(),
+        Some(None) => kb_api::AuditSink::new(Box::new(std::io::stdout()), 4096)
+            .context("cannot start the audit log")
+            .map_err(runtime)?,
+        Some(Some(path)) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the audit log {}", path.display()))
+                .map_err(Failure::Usage)?;
+            kb_api::AuditSink::new(Box::new(f), 4096)
+                .context("cannot start the audit log")
+                .map_err(runtime)?
+        }
+    };
+    let mut state = kb_api::ApiState::new(
+        store.clone() as Arc<dyn kb_pipeline::ports::CostReader>,
+        store.clone() as Arc<dyn kb_pipeline::insights::InsightReader>,
+        &auth,
+        audit,
+        kb_api::system_clock(),
+    )
+    .context("invalid api.auth")
+    .map_err(Failure::Usage)?
+    .with_limits(kb_api::Limits {
+        request_timeout: a.request_timeout,
+        cache_ttl: a.cache_ttl,
+        ..kb_api::Limits::default()
+    });
+    state.currency.clone_from(&a.currency);
+    Ok(state)
 }
 
 /// The receiver's sink: spools like [`crate::realtime::SpoolSink`] and counts accepted samples

@@ -34,6 +34,24 @@ fn get(url: &str) -> Option<(u16, String)> {
     })
 }
 
+fn get_auth(url: &str, token: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    })
+}
+
 fn post(url: &str, user: &str, password: &str, account: &str, body: Vec<u8>) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -76,11 +94,19 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
     std::fs::write(dir.path().join("rw-password"), "s3cret\n").unwrap();
     let port = free_port();
     let extra = format!(
-        "extract:\n  lookback: 2h\n  settle: 0s\napi:\n  listen: \"127.0.0.1:{port}\"\nremote_write:\n  sources:\n    - cloud_account_id: ds-1\n      cluster: cluster-1\n      username: prom\n      password_file: \"{}\"\nrealtime:\n  scrape: [cluster-1]\n  scrape_interval: 1s\n  persist_interval: 1s\n",
+        "extract:\n  lookback: 2h\n  settle: 0s\napi:\n  listen: \"127.0.0.1:{port}\"\n  audit_log: \"{}\"\nremote_write:\n  sources:\n    - cloud_account_id: ds-1\n      cluster: cluster-1\n      username: prom\n      password_file: \"{}\"\nrealtime:\n  scrape: [cluster-1]\n  scrape_interval: 1s\n  persist_interval: 1s\n",
+        dir.path().join("audit.log").display(),
         dir.path().join("rw-password").display()
     );
     let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
-    let mut child = Child(bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap());
+    let mut child = Child(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("KUBECOST_BRIDGE_ADMIN_TOKEN", "admin-token-for-tests")
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
 
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -143,6 +169,54 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         "accepted samples are spooled"
     );
 
+    // The REST API: keys required, the bootstrap admin token from the environment works.
+    let clusters = format!("{base}/api/v1/costs/kubernetes");
+    assert_eq!(get(&clusters).unwrap().0, 401);
+    assert_eq!(get_auth(&clusters, "not-the-token").0, 401);
+    let (status, body) = get_auth(&clusters, "admin-token-for-tests");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cluster-1"), "{body}");
+    assert!(!body.contains("admin-token-for-tests"));
+    let (status, body) = get_auth(&format!("{base}/api/v1/openapi.json"), "");
+    assert_eq!(status, 200);
+    assert!(body.contains("/api/v1/costs/kubernetes/{cluster}/namespaces"));
+
+    // Self-monitoring: the catch-up's windows are counted, every failure series exists at 0,
+    // freshness is tracked, and the API's own requests are timed by route template.
+    let (status, text) = get(&format!("{base}/metrics")).unwrap();
+    assert_eq!(status, 200);
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value(
+            "kubecost_bridge_extraction_runs_total{cluster=\"cluster-1\",endpoint=\"allocation\",outcome=\"success\"}"
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            "kubecost_bridge_extraction_runs_total{cluster=\"cluster-1\",endpoint=\"allocation\",outcome=\"failure\"}"
+        ),
+        0.0
+    );
+    assert!(
+        value(
+            "kubecost_bridge_data_freshness_seconds{cluster=\"cluster-1\",source=\"allocation\"}"
+        ) < 3600.0
+    );
+    assert!(text.contains("kubecost_bridge_build_info"));
+    assert!(
+        text.contains("route=\"/api/v1/costs/kubernetes\""),
+        "{text}"
+    );
+
     // SIGTERM: a clean exit.
     let pid = child.0.id().to_string();
     assert!(
@@ -161,4 +235,16 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    // One audit line per API request, never with the token.
+    let out = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let audit: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("/api/v1/costs/kubernetes"))
+        .collect();
+    assert!(
+        audit.len() >= 3,
+        "audit log: {out:?}; config: {}",
+        std::fs::read_to_string(&cfg).unwrap()
+    );
+    assert!(!out.contains("admin-token-for-tests"));
 }
