@@ -140,7 +140,16 @@ pub(crate) fn build(
             tracing::error!(error = %e, "alert evaluation stopped");
         }
     });
-    router = router.merge(kb_api::router(api_state(cfg, &store)?));
+    let api = api_state(cfg, &store)?;
+    router = router.route(
+        "/api/v1/costs/kubernetes/{cluster}/realtime",
+        get(realtime_handler).with_state(Live {
+            keys: api.keys.clone(),
+            audit: api.audit.clone(),
+            live: realtime.live.clone(),
+        }),
+    );
+    router = router.merge(kb_api::router(api));
     router = router.merge(kb_ops::metrics::metrics_router(metrics.clone()));
     let router = kb_ops::metrics::track_http(router, metrics);
     tokio::spawn(persist_loop(
@@ -151,6 +160,97 @@ pub(crate) fn build(
         shutdown.clone(),
     ));
     Ok(Server { router, receiver })
+}
+
+/// What `GET /api/v1/costs/kubernetes/{cluster}/realtime` reads.
+#[derive(Clone)]
+struct Live {
+    keys: Arc<kb_api::KeyRing>,
+    audit: kb_api::AuditSink,
+    live: Arc<kb_remote_write::LiveCosts>,
+}
+
+/// The live view (issue 3): the current cost rate per namespace in currency per hour, with
+/// the time of the newest sample, behind the API's keys, rate limits and audit log. A cluster
+/// the key may not see, or with no live data, is a 404.
+async fn realtime_handler(
+    axum::extract::State(st): axum::extract::State<Live>,
+    axum::extract::Path(cluster): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let t0 = std::time::Instant::now();
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let who = st.keys.authenticate(auth);
+    let (resp, rows) = match &who {
+        Err(e) => (e.clone().into_response(), 0),
+        Ok(p) => match st.keys.admit(p, std::time::Instant::now()) {
+            Err(e) => (e.into_response(), 0),
+            Ok(()) => {
+                let newest = st.live.newest_sample_ms(&cluster);
+                match (p.may_see(&cluster), newest) {
+                    (true, Some(ms)) => {
+                        let ns = st.live.namespace_rates(&cluster);
+                        let rows = ns.len() as u64;
+                        let namespaces: Vec<serde_json::Value> = ns
+                            .iter()
+                            .map(|n| {
+                                let r = &n.rates.rate;
+                                serde_json::json!({
+                                    "namespace": n.namespace,
+                                    "cost_per_hour": r.total(),
+                                    "cpu_cost_per_hour": r.cpu,
+                                    "memory_cost_per_hour": r.ram,
+                                    "gpu_cost_per_hour": r.gpu,
+                                    "storage_cost_per_hour": r.pv,
+                                    "network_cost_per_hour": r.network,
+                                    "load_balancer_cost_per_hour": r.load_balancer,
+                                    "accumulated_cost": n.rates.accumulated,
+                                    "default_priced": n.rates.default_priced,
+                                })
+                            })
+                            .collect();
+                        let total = st
+                            .live
+                            .cluster_rate(&cluster)
+                            .map_or(0.0, |r| r.rate.total());
+                        let body = serde_json::json!({
+                            "cluster": cluster,
+                            "newest_sample": kb_core::window::format_rfc3339(ms.div_euclid(1000)),
+                            "cost_per_hour": total,
+                            "namespaces": namespaces,
+                        });
+                        (axum::Json(body).into_response(), rows)
+                    }
+                    _ => (
+                        kb_api::ApiError::cluster_not_found(&cluster).into_response(),
+                        0,
+                    ),
+                }
+            }
+        },
+    };
+    let p = who.ok();
+    st.audit.record(kb_api::AuditRecord {
+        ts: kb_core::window::format_rfc3339(chrono::Utc::now().timestamp()),
+        key_id: p
+            .as_ref()
+            .map_or_else(|| "anonymous".to_string(), |p| p.key_id.clone()),
+        key_name: p.as_ref().map(|p| p.key_name.clone()).unwrap_or_default(),
+        method: "GET".into(),
+        route: "/api/v1/costs/kubernetes/{cluster}/realtime".into(),
+        path: format!("/api/v1/costs/kubernetes/{cluster}/realtime"),
+        cluster: Some(cluster),
+        params: Vec::new(),
+        status: resp.status().as_u16(),
+        rows,
+        duration_ms: t0.elapsed().as_secs_f64() * 1e3,
+        cached: false,
+        dropped_before: 0,
+    });
+    resp
 }
 
 /// The API's state over the embedded store.

@@ -181,6 +181,27 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
     assert_eq!(status, 200);
     assert!(body.contains("/api/v1/costs/kubernetes/{cluster}/namespaces"));
 
+    // The live view: current cost rate per namespace, behind the same keys.
+    let live = format!("{base}/api/v1/costs/kubernetes/cluster-1/realtime");
+    assert_eq!(get(&live).unwrap().0, 401);
+    let (status, body) = get_auth(&live, "admin-token-for-tests");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["cost_per_hour"].as_f64().unwrap() > 0.0, "{body}");
+    assert!(v["newest_sample"].as_str().unwrap().ends_with('Z'));
+    let ns = v["namespaces"].as_array().unwrap();
+    assert!(ns.iter().any(|n| n["namespace"] == "kube-system"), "{body}");
+    let sum: f64 = ns
+        .iter()
+        .map(|n| n["cost_per_hour"].as_f64().unwrap())
+        .sum();
+    assert!(
+        sum > 0.0 && sum <= v["cost_per_hour"].as_f64().unwrap() * (1.0 + 1e-9),
+        "{body}"
+    );
+    let other = format!("{base}/api/v1/costs/kubernetes/nope/realtime");
+    assert_eq!(get_auth(&other, "admin-token-for-tests").0, 404);
+
     // Self-monitoring: the catch-up's windows are counted, every failure series exists at 0,
     // freshness is tracked, and the API's own requests are timed by route template.
     let (status, text) = get(&format!("{base}/metrics")).unwrap();
