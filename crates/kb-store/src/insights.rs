@@ -207,6 +207,9 @@ impl InsightStore for SqliteStore {
 }
 
 impl InsightReader for SqliteStore {
+    /// The cluster filter is an `IN (SELECT id ...)` on `cluster_id`, so SQLite searches the
+    /// primary key (cluster, grain, dimension, timestamp) one cluster at a time instead of
+    /// scanning the table (an `OR` on the joined name defeats the index).
     fn summaries(&self, q: &SummaryQuery) -> Result<Vec<StoredSummary>, StoreError> {
         self.with_conn(|c| {
             let op = "read cost summaries";
@@ -218,9 +221,10 @@ impl InsightReader for SqliteStore {
                      s.shared_cost, s.idle_cost, s.usage_cost, s.request_cost, \
                      s.efficiency_score, s.rows \
                      FROM cost_summaries s JOIN clusters cl ON cl.id = s.cluster_id \
-                     WHERE s.window_duration = ?1 AND s.dimension = ?2 \
+                     WHERE s.cluster_id IN (SELECT id FROM clusters WHERE ?5 IS NULL OR name = ?5) \
+                     AND s.window_duration = ?1 AND s.dimension = ?2 \
                      AND s.timestamp >= ?3 AND s.timestamp < ?4 \
-                     AND (?5 IS NULL OR cl.name = ?5) AND (?6 IS NULL OR s.namespace = ?6) \
+                     AND (?6 IS NULL OR s.namespace = ?6) \
                      AND (?7 IS NULL OR s.name = ?7) \
                      ORDER BY s.timestamp, cl.name, s.namespace, s.name, s.source",
                 )
