@@ -81,7 +81,10 @@ impl SqliteStore {
         .map_err(db_err(op))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err(op))?;
-        let f64_cols: Vec<String> = ALLOCATION_F64.iter().map(|c| format!("a.{}", c.0)).collect();
+        let f64_cols: Vec<String> = ALLOCATION_F64
+            .iter()
+            .map(|c| format!("a.{}", c.0))
+            .collect();
         let sql = format!(
             "SELECT a.name, a.source_cluster, nd.name, nd.provider_id, ns.name, ct.kind, ct.name, \
              p.name, a.container, l.json, an.json, nl.json, sv.json, a.window_start, a.window_end, \

@@ -33,6 +33,9 @@ use kb_store::SqliteStore;
 
 use crate::config::AggregationConfig;
 
+/// (namespace, or `None` for the whole cluster; 24 h increase ratio).
+pub(crate) type Increases = Vec<(Option<String>, f64)>;
+
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct AggregateReport {
@@ -43,7 +46,7 @@ pub(crate) struct AggregateReport {
     pub forecasts: u64,
     /// Per cluster: (namespace or `None` for the cluster, last 24 closed hours over the 24
     /// before, minus 1), for `kubecost_bridge_cost_increase_ratio`.
-    pub increases: Vec<(String, Vec<(Option<String>, f64)>)>,
+    pub increases: Vec<(String, Increases)>,
 }
 
 impl AggregateReport {
@@ -256,7 +259,7 @@ fn detect(
     cluster: &str,
     range: Window,
     now: i64,
-) -> anyhow::Result<(u64, Vec<(Option<String>, f64)>)> {
+) -> anyhow::Result<(u64, Increases)> {
     let last_hour = floor_to(now, kb_core::window::HOUR);
     let mut increases = Vec::new();
     let rule = IncreaseRule {

@@ -267,13 +267,17 @@ async fn wait_signal() {
                 }
             }
             Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                if let Err(e) = tokio::signal::ctrl_c().await {
+                    tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+        }
     }
 }
 

@@ -1,6 +1,15 @@
 //! End-to-end tests of the `kubecost-bridge` binary over real HTTP: the simulator runs in the
 //! test process on 127.0.0.1, the binary extracts from it into a SQLite file in a temp folder,
 //! and the tests compare what was stored with the simulator's ground truth.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::let_underscore_must_use,
+    reason = "tests fail by panicking, and ignore the outcome of best-effort cleanup"
+)]
 
 mod aggregate;
 mod cli;
