@@ -47,27 +47,62 @@ fn text(s: &Option<Str<'_>>) -> String {
         .unwrap_or_default()
 }
 
+/// Overwrites `dst` with `s`, keeping its capacity.
+fn set_text(dst: &mut String, s: &Option<Str<'_>>) {
+    dst.clear();
+    if let Some(s) = s {
+        dst.push_str(s.as_str());
+    }
+}
+
 /// Sorts label pairs by key then value, after merging an alias map into them.
 fn labels(main: &Pairs<'_>, alias: &Pairs<'_>) -> Labels {
     let mut out: Labels = Vec::with_capacity(main.0.len() + alias.0.len());
-    for (k, v) in main.0.iter().chain(alias.0.iter()) {
-        out.push((k.as_str().to_string(), v.as_str().to_string()));
-    }
-    out.sort_unstable();
-    out.dedup_by(|a, b| a.0 == b.0);
+    labels_into(&mut out, main, alias);
     out
 }
 
-fn string_list(main: &StrList<'_>, alias: &StrList<'_>) -> Vec<String> {
-    let mut out: Vec<String> = main
-        .0
-        .iter()
-        .chain(alias.0.iter())
-        .map(|s| s.as_str().to_string())
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+/// [`labels`] into `out`, reusing its pairs' strings.
+fn labels_into(out: &mut Labels, main: &Pairs<'_>, alias: &Pairs<'_>) {
+    let mut n = 0;
+    for (k, v) in main.0.iter().chain(alias.0.iter()) {
+        match out.get_mut(n) {
+            Some((ok, ov)) => {
+                ok.clear();
+                ok.push_str(k.as_str());
+                ov.clear();
+                ov.push_str(v.as_str());
+            }
+            None => out.push((k.as_str().to_string(), v.as_str().to_string())),
+        }
+        n += 1;
+    }
+    out.truncate(n);
+    if n > 1 {
+        out.sort_unstable();
+        out.dedup_by(|a, b| a.0 == b.0);
+    }
+}
+
+/// Merges a service list with its alias, sorted and deduplicated, into `out`, reusing its
+/// strings.
+fn string_list_into(out: &mut Vec<String>, main: &StrList<'_>, alias: &StrList<'_>) {
+    let mut n = 0;
+    for s in main.0.iter().chain(alias.0.iter()) {
+        match out.get_mut(n) {
+            Some(o) => {
+                o.clear();
+                o.push_str(s.as_str());
+            }
+            None => out.push(s.as_str().to_string()),
+        }
+        n += 1;
+    }
+    out.truncate(n);
+    if n > 1 {
+        out.sort_unstable();
+        out.dedup();
+    }
 }
 
 /// Parses an RFC3339 bound; `null`, `"null"`, empty or garbage are `None`.
@@ -89,74 +124,147 @@ fn window_of(w: &Option<WireWindow<'_>>, default: Window) -> Window {
 
 /// Converts one wire allocation. `name` is its key in the set; `window` the set's window.
 pub fn allocation(name: &str, w: &WireAllocation<'_>, window: Window) -> Allocation {
+    let mut a = Allocation::default();
+    allocation_into(&mut a, name, w, window);
+    a
+}
+
+/// [`allocation`] into an existing row, overwriting every field and reusing its strings and
+/// vectors (the import path recycles rows the writer is done with, so a row costs no
+/// allocation once the pool is warm).
+pub fn allocation_into(
+    a: &mut Allocation,
+    key_name: &str,
+    w: &WireAllocation<'_>,
+    set_window: Window,
+) {
+    // Destructured without `..`, so a field added to `Allocation` fails to compile here
+    // instead of keeping a recycled row's old value.
+    let Allocation {
+        name: row_name,
+        cluster,
+        node,
+        namespace,
+        controller_kind,
+        controller,
+        pod,
+        container,
+        provider_id,
+        labels,
+        annotations,
+        namespace_labels,
+        services,
+        window: row_window,
+        start,
+        end,
+        minutes,
+        cpu_cores,
+        cpu_core_request_average,
+        cpu_core_usage_average,
+        cpu_core_hours,
+        cpu_cost,
+        cpu_cost_adjustment,
+        cpu_cost_idle,
+        cpu_efficiency,
+        gpu_count,
+        gpu_hours,
+        gpu_cost,
+        gpu_cost_adjustment,
+        gpu_cost_idle,
+        gpu_efficiency,
+        ram_bytes,
+        ram_byte_request_average,
+        ram_byte_usage_average,
+        ram_byte_hours,
+        ram_cost,
+        ram_cost_adjustment,
+        ram_cost_idle,
+        ram_efficiency,
+        pv_bytes,
+        pv_byte_hours,
+        pv_cost,
+        pv_cost_adjustment,
+        network_transfer_bytes,
+        network_receive_bytes,
+        network_cost,
+        network_cross_zone_cost,
+        network_cross_region_cost,
+        network_internet_cost,
+        network_cost_adjustment,
+        load_balancer_cost,
+        load_balancer_cost_adjustment,
+        shared_cost,
+        external_cost,
+        total_cost,
+        total_efficiency,
+        null_fields,
+    } = a;
     let mut n = 0u32;
     let no_props = WireAllocProps::default();
     let p = w.properties.as_ref().unwrap_or(&no_props);
-    let window = window_of(&w.window, window);
-    let name = if name.is_empty() {
-        text(&w.name)
+    let window = window_of(&w.window, set_window);
+    if key_name.is_empty() {
+        set_text(row_name, &w.name);
     } else {
-        name.to_string()
-    };
-    Allocation {
-        name,
-        cluster: text(&p.cluster),
-        node: text(&p.node),
-        namespace: text(&p.namespace),
-        controller_kind: text(&p.controller_kind),
-        controller: text(&p.controller),
-        pod: text(&p.pod),
-        container: text(&p.container),
-        provider_id: text(&p.provider_id),
-        labels: labels(&p.labels, &p.label),
-        annotations: labels(&p.annotations, &p.annotation),
-        namespace_labels: labels(&p.namespace_labels, &Pairs::default()),
-        services: string_list(&p.services, &p.service),
-        window,
-        start: instant(&w.start).unwrap_or(window.start),
-        end: instant(&w.end).unwrap_or(window.end),
-        minutes: w.minutes.take(&mut n),
-        cpu_cores: w.cpu_cores.take(&mut n),
-        cpu_core_request_average: w.cpu_core_request_average.take(&mut n),
-        cpu_core_usage_average: w.cpu_core_usage_average.take(&mut n),
-        cpu_core_hours: w.cpu_core_hours.take(&mut n),
-        cpu_cost: w.cpu_cost.take(&mut n),
-        cpu_cost_adjustment: w.cpu_cost_adjustment.take(&mut n),
-        cpu_cost_idle: w.cpu_cost_idle.take(&mut n),
-        cpu_efficiency: w.cpu_efficiency.take(&mut n),
-        gpu_count: w.gpu_count.take(&mut n),
-        gpu_hours: w.gpu_hours.take(&mut n),
-        gpu_cost: w.gpu_cost.take(&mut n),
-        gpu_cost_adjustment: w.gpu_cost_adjustment.take(&mut n),
-        gpu_cost_idle: w.gpu_cost_idle.take(&mut n),
-        gpu_efficiency: w.gpu_efficiency.take(&mut n),
-        ram_bytes: w.ram_bytes.take(&mut n),
-        ram_byte_request_average: w.ram_byte_request_average.take(&mut n),
-        ram_byte_usage_average: w.ram_byte_usage_average.take(&mut n),
-        ram_byte_hours: w.ram_byte_hours.take(&mut n),
-        ram_cost: w.ram_cost.take(&mut n),
-        ram_cost_adjustment: w.ram_cost_adjustment.take(&mut n),
-        ram_cost_idle: w.ram_cost_idle.take(&mut n),
-        ram_efficiency: w.ram_efficiency.take(&mut n),
-        pv_bytes: w.pv_bytes.take(&mut n),
-        pv_byte_hours: w.pv_byte_hours.take(&mut n),
-        pv_cost: w.pv_cost.take(&mut n),
-        pv_cost_adjustment: w.pv_cost_adjustment.take(&mut n),
-        network_transfer_bytes: w.network_transfer_bytes.take(&mut n),
-        network_receive_bytes: w.network_receive_bytes.take(&mut n),
-        network_cost: w.network_cost.take(&mut n),
-        network_cross_zone_cost: w.network_cross_zone_cost.take(&mut n),
-        network_cross_region_cost: w.network_cross_region_cost.take(&mut n),
-        network_internet_cost: w.network_internet_cost.take(&mut n),
-        network_cost_adjustment: w.network_cost_adjustment.take(&mut n),
-        load_balancer_cost: w.load_balancer_cost.take(&mut n),
-        load_balancer_cost_adjustment: w.load_balancer_cost_adjustment.take(&mut n),
-        shared_cost: w.shared_cost.take(&mut n),
-        external_cost: w.external_cost.take(&mut n),
-        total_cost: w.total_cost.take(&mut n),
-        total_efficiency: w.total_efficiency.take(&mut n),
-        null_fields: n,
+        row_name.clear();
+        row_name.push_str(key_name);
     }
+    set_text(cluster, &p.cluster);
+    set_text(node, &p.node);
+    set_text(namespace, &p.namespace);
+    set_text(controller_kind, &p.controller_kind);
+    set_text(controller, &p.controller);
+    set_text(pod, &p.pod);
+    set_text(container, &p.container);
+    set_text(provider_id, &p.provider_id);
+    labels_into(labels, &p.labels, &p.label);
+    labels_into(annotations, &p.annotations, &p.annotation);
+    labels_into(namespace_labels, &p.namespace_labels, &Pairs::default());
+    string_list_into(services, &p.services, &p.service);
+    *row_window = window;
+    *start = instant(&w.start).unwrap_or(window.start);
+    *end = instant(&w.end).unwrap_or(window.end);
+    *minutes = w.minutes.take(&mut n);
+    *cpu_cores = w.cpu_cores.take(&mut n);
+    *cpu_core_request_average = w.cpu_core_request_average.take(&mut n);
+    *cpu_core_usage_average = w.cpu_core_usage_average.take(&mut n);
+    *cpu_core_hours = w.cpu_core_hours.take(&mut n);
+    *cpu_cost = w.cpu_cost.take(&mut n);
+    *cpu_cost_adjustment = w.cpu_cost_adjustment.take(&mut n);
+    *cpu_cost_idle = w.cpu_cost_idle.take(&mut n);
+    *cpu_efficiency = w.cpu_efficiency.take(&mut n);
+    *gpu_count = w.gpu_count.take(&mut n);
+    *gpu_hours = w.gpu_hours.take(&mut n);
+    *gpu_cost = w.gpu_cost.take(&mut n);
+    *gpu_cost_adjustment = w.gpu_cost_adjustment.take(&mut n);
+    *gpu_cost_idle = w.gpu_cost_idle.take(&mut n);
+    *gpu_efficiency = w.gpu_efficiency.take(&mut n);
+    *ram_bytes = w.ram_bytes.take(&mut n);
+    *ram_byte_request_average = w.ram_byte_request_average.take(&mut n);
+    *ram_byte_usage_average = w.ram_byte_usage_average.take(&mut n);
+    *ram_byte_hours = w.ram_byte_hours.take(&mut n);
+    *ram_cost = w.ram_cost.take(&mut n);
+    *ram_cost_adjustment = w.ram_cost_adjustment.take(&mut n);
+    *ram_cost_idle = w.ram_cost_idle.take(&mut n);
+    *ram_efficiency = w.ram_efficiency.take(&mut n);
+    *pv_bytes = w.pv_bytes.take(&mut n);
+    *pv_byte_hours = w.pv_byte_hours.take(&mut n);
+    *pv_cost = w.pv_cost.take(&mut n);
+    *pv_cost_adjustment = w.pv_cost_adjustment.take(&mut n);
+    *network_transfer_bytes = w.network_transfer_bytes.take(&mut n);
+    *network_receive_bytes = w.network_receive_bytes.take(&mut n);
+    *network_cost = w.network_cost.take(&mut n);
+    *network_cross_zone_cost = w.network_cross_zone_cost.take(&mut n);
+    *network_cross_region_cost = w.network_cross_region_cost.take(&mut n);
+    *network_internet_cost = w.network_internet_cost.take(&mut n);
+    *network_cost_adjustment = w.network_cost_adjustment.take(&mut n);
+    *load_balancer_cost = w.load_balancer_cost.take(&mut n);
+    *load_balancer_cost_adjustment = w.load_balancer_cost_adjustment.take(&mut n);
+    *shared_cost = w.shared_cost.take(&mut n);
+    *external_cost = w.external_cost.take(&mut n);
+    *total_cost = w.total_cost.take(&mut n);
+    *total_efficiency = w.total_efficiency.take(&mut n);
+    *null_fields = n;
 }
 
 /// Converts one wire asset. `key` is its key in the set; `window` the set's window.
@@ -306,7 +414,14 @@ pub struct AllocationCollector {
     pub batch: Vec<Allocation>,
     /// Counts so far.
     pub summary: StreamSummary,
+    /// Rows handed back by [`AllocationCollector::recycle`], overwritten by the next rows.
+    pool: Vec<Allocation>,
+    /// An emptied batch vector to collect the next batch in.
+    spare: Option<Vec<Allocation>>,
 }
+
+/// The most recycled rows a collector keeps (about 2 batches).
+const MAX_POOL_ROWS: usize = 2048;
 
 impl AllocationCollector {
     /// Makes a collector. `filter_cluster` drops rows of other clusters (client-side filter);
@@ -318,6 +433,22 @@ impl AllocationCollector {
             keep_rows,
             batch: Vec::new(),
             summary: StreamSummary::default(),
+            pool: Vec::new(),
+            spare: None,
+        }
+    }
+
+    /// Hands back a batch the consumer is done with: its rows (strings, label vectors) are
+    /// overwritten by the next rows instead of being freed and allocated again. Rows beyond a
+    /// small pool are dropped here.
+    pub fn recycle(&mut self, mut rows: Vec<Allocation>) {
+        let room = MAX_POOL_ROWS.saturating_sub(self.pool.len());
+        if rows.len() > room {
+            rows.truncate(room);
+        }
+        self.pool.append(&mut rows);
+        if self.spare.is_none() {
+            self.spare = Some(rows);
         }
     }
 
@@ -345,12 +476,17 @@ impl AllocationCollector {
                         offset + e.valid_up_to() as u64,
                     )
                 })?;
-                let w: WireAllocation<'_> = serde_json::from_str(text).map_err(|e| {
-                    Error::malformed(
-                        format!("allocation {}: {e}", String::from_utf8_lossy(key)),
-                        offset,
-                    )
-                })?;
+                // The fast path reads the common shape; anything else goes to serde, which gives
+                // the same value or the error.
+                let w: WireAllocation<'_> = match crate::wire::scan_allocation(text) {
+                    Some(w) => w,
+                    None => serde_json::from_str(text).map_err(|e| {
+                        Error::malformed(
+                            format!("allocation {}: {e}", String::from_utf8_lossy(key)),
+                            offset,
+                        )
+                    })?,
+                };
                 if let Some(want) = &self.filter_cluster {
                     let cluster = w
                         .properties
@@ -364,12 +500,15 @@ impl AllocationCollector {
                     }
                 }
                 let name = decode_key(key, offset)?;
-                let a = allocation(&name, &w, self.windows.of(set));
+                let mut a = self.pool.pop().unwrap_or_default();
+                allocation_into(&mut a, &name, &w, self.windows.of(set));
                 self.summary.rows += 1;
                 self.summary.total_cost += a.total_cost;
                 self.summary.null_fields += u64::from(a.null_fields);
                 if self.keep_rows {
                     self.batch.push(a);
+                } else if self.pool.len() < MAX_POOL_ROWS {
+                    self.pool.push(a);
                 }
             }
         }
@@ -378,7 +517,11 @@ impl AllocationCollector {
 
     /// Takes the rows collected so far.
     pub fn take_batch(&mut self) -> Vec<Allocation> {
-        std::mem::take(&mut self.batch)
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(self.batch.len()));
+        std::mem::replace(&mut self.batch, next)
     }
 }
 
@@ -641,6 +784,30 @@ pub fn spec_cost(w: &WireSpecCost) -> SpecCostPrediction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recycled_row_is_overwritten_entirely() {
+        let window = Window {
+            start: 1_700_000_400,
+            end: 1_700_004_000,
+        };
+        let big: WireAllocation<'_> = serde_json::from_str(
+            r#"{"name":"x","properties":{"cluster":"c1","node":"n","pod":"p","services":["s2","s1","s3"],
+               "labels":{"b":"2","a":"1","c":"3"},"annotations":{"k":"v"},"namespaceLabels":{"t":"u"}},
+               "cpuCost":null,"totalCost":5}"#,
+        )
+        .unwrap();
+        let small: WireAllocation<'_> = serde_json::from_str(
+            r#"{"properties":{"cluster":"c2","label":{"z":"9"},"services":["s"]},"ramCost":1.5}"#,
+        )
+        .unwrap();
+        let mut row = allocation("big", &big, window);
+        allocation_into(&mut row, "", &small, window);
+        assert_eq!(row, allocation("", &small, window));
+        allocation_into(&mut row, "big", &big, window);
+        assert_eq!(row, allocation("big", &big, window));
+        assert_eq!(row.null_fields, 1);
+    }
 
     #[test]
     fn labels_merge_aliases_sorted() {

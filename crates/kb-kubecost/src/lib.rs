@@ -76,10 +76,23 @@ pub fn parse_allocation_document(
 /// which stops the read with [`Error::ReceiverDropped`]. Rows without a parseable window get
 /// `default_window`. Used by `kubecost-bridge import` and the extraction benchmark.
 pub fn read_allocations<R: std::io::Read>(
+    reader: R,
+    default_window: Window,
+    filter_cluster: Option<String>,
+    sink: impl FnMut(Vec<Allocation>) -> bool,
+) -> Result<StreamSummary, Error> {
+    read_allocations_recycling(reader, default_window, filter_cluster, sink, || None)
+}
+
+/// [`read_allocations`], taking back batches the consumer is done with: `recycled` is polled
+/// once per chunk read and returns such batches (until `None`); their rows are overwritten by
+/// the next rows instead of being freed by the consumer and allocated again here.
+pub fn read_allocations_recycling<R: std::io::Read>(
     mut reader: R,
     default_window: Window,
     filter_cluster: Option<String>,
     mut sink: impl FnMut(Vec<Allocation>) -> bool,
+    mut recycled: impl FnMut() -> Option<Vec<Allocation>>,
 ) -> Result<StreamSummary, Error> {
     const CHUNK: usize = 256 << 10;
     let mut framer = Framer::new(DEFAULT_MAX_VALUE_BYTES);
@@ -105,14 +118,17 @@ pub fn read_allocations<R: std::io::Read>(
                 });
             }
         };
+        while let Some(rows) = recycled() {
+            collector.recycle(rows);
+        }
         framer.feed(buf.get(..n).unwrap_or_default());
         while let Some(ev) = framer.next_event()? {
             collector.on_event(ev)?;
-        }
-        if collector.batch.len() >= client::BATCH_ROWS && !sink(collector.take_batch()) {
-            return Err(Error::ReceiverDropped {
-                endpoint: error::DOCUMENT.to_string(),
-            });
+            if collector.batch.len() >= client::BATCH_ROWS && !sink(collector.take_batch()) {
+                return Err(Error::ReceiverDropped {
+                    endpoint: error::DOCUMENT.to_string(),
+                });
+            }
         }
     }
     finish_document(&framer)?;

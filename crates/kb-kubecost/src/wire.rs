@@ -12,6 +12,9 @@
 //!
 //! The small endpoints (budgets, savings, predictions) use owned types: their bodies are small
 //! and read whole.
+//!
+//! [`scan_allocation`] is a fast path for the common shape of an allocation object; it returns
+//! `None` for anything else, and the caller then uses the serde types above.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -654,9 +657,635 @@ pub struct WireSpecCost {
     pub cost_change: Option<WireMonthlyCost>,
 }
 
+/// A fast path for the common shape of an allocation object, used before serde.
+///
+/// It reads what the derived [`WireAllocation`] deserializer reads, and gives the same result
+/// for the objects it accepts: numbers and `null` where numbers go, strings without escapes and
+/// `null` where strings go, objects of such strings for label maps, arrays of them for service
+/// lists; unknown members (`pvs`, `rawAllocationOnly`, `proportionalAssetResourceCosts`, ...)
+/// are skipped after checking their JSON syntax. Anything else (an escape, a control character,
+/// a string where a number goes, a repeated member, deep nesting, a syntax error) returns
+/// `None`, and the caller parses the object with serde, which then gives the same value or the
+/// same error as before. The fast path exists because serde's generic visitor was most of the
+/// parser thread's time: keys here are matched as bytes, and no key is decoded.
+///
+/// Numbers are parsed with std's correctly rounded `f64::from_str` (after checking JSON's
+/// number grammar, which is stricter), zeros without it.
+pub fn scan_allocation(text: &str) -> Option<WireAllocation<'_>> {
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        p: 0,
+    };
+    let w = s.allocation()?;
+    s.ws();
+    (s.p == s.b.len()).then_some(w)
+}
+
+/// Flags (high bit of each byte) the bytes of `x` that are `"`, `\\` or below 0x20. The
+/// lowest flagged byte is always a real one (borrows only propagate upwards), which is all the
+/// caller uses.
+#[inline]
+fn special_bytes(x: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    zero(x ^ (LO * u64::from(b'"')))
+        | zero(x ^ (LO * u64::from(b'\\')))
+        | (x.wrapping_sub(LO * 0x20) & !x & HI)
+}
+
+/// Deepest nesting the fast path skips (serde_json's own limit is 128).
+const MAX_SKIP_DEPTH: u32 = 64;
+
+struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.p).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.p += 1;
+        }
+    }
+
+    /// Consumes `c` after optional whitespace.
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.p += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Reads a string without escapes or control characters (at its opening quote); returns
+    /// its content.
+    #[inline]
+    fn plain_str(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.p + 1;
+        let mut q = start;
+        // Eight bytes at a time up to the first quote, backslash or control character.
+        while let Some(chunk) = self.b.get(q..q + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let m = special_bytes(u64::from_le_bytes(w));
+            if m != 0 {
+                q += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            q += 8;
+        }
+        loop {
+            match *self.b.get(q)? {
+                b'"' => break,
+                b'\\' | 0x00..=0x1f => return None,
+                _ => q += 1,
+            }
+        }
+        self.p = q + 1;
+        self.text.get(start..q)
+    }
+
+    /// Reads `null` if it is next.
+    #[inline]
+    fn null(&mut self) -> Option<bool> {
+        if self.peek() != Some(b'n') {
+            return Some(false);
+        }
+        if self.b.get(self.p..self.p + 4)? == b"null" {
+            self.p += 4;
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// Reads a number checked against JSON's grammar; returns its text.
+    #[inline]
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.p;
+        let mut q = start;
+        let digit = |q: usize| matches!(self.b.get(q), Some(b'0'..=b'9'));
+        if self.b.get(q) == Some(&b'-') {
+            q += 1;
+        }
+        match self.b.get(q) {
+            Some(b'0') => q += 1,
+            Some(b'1'..=b'9') => {
+                while digit(q) {
+                    q += 1;
+                }
+            }
+            _ => return None,
+        }
+        if self.b.get(q) == Some(&b'.') {
+            q += 1;
+            if !digit(q) {
+                return None;
+            }
+            while digit(q) {
+                q += 1;
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(q) {
+            q += 1;
+            if let Some(b'+' | b'-') = self.b.get(q) {
+                q += 1;
+            }
+            if !digit(q) {
+                return None;
+            }
+            while digit(q) {
+                q += 1;
+            }
+        }
+        self.p = q;
+        self.text.get(start..q)
+    }
+
+    /// Reads a number or `null` into a [`Num`].
+    #[inline]
+    fn num(&mut self) -> Option<Num> {
+        self.ws();
+        if self.null()? {
+            return Some(Num::Null);
+        }
+        let t = self.number()?;
+        let v = match t {
+            "0" | "0.0" => 0.0,
+            _ => t.parse::<f64>().ok()?,
+        };
+        // serde_json refuses out-of-range numbers: let it say so.
+        v.is_finite().then_some(Num::Value(v))
+    }
+
+    /// Reads a string or `null` into an optional [`Str`].
+    #[inline]
+    fn opt_str(&mut self) -> Option<Option<Str<'a>>> {
+        self.ws();
+        if self.null()? {
+            return Some(None);
+        }
+        Some(Some(Str(Cow::Borrowed(self.plain_str()?))))
+    }
+
+    /// Reads a member name and its colon, or the end of the object. `first` allows `}` right
+    /// after `{`; otherwise a `,` must come first.
+    #[inline]
+    fn key(&mut self, first: bool) -> Option<Option<&'a str>> {
+        self.ws();
+        match self.peek()? {
+            b'}' => {
+                self.p += 1;
+                return Some(None);
+            }
+            b',' if !first => {
+                self.p += 1;
+                self.ws();
+            }
+            _ if first => {}
+            _ => return None,
+        }
+        let k = self.plain_str()?;
+        self.eat(b':')?;
+        Some(Some(k))
+    }
+
+    /// Skips any JSON value, checking its syntax.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => {
+                self.plain_str()?;
+            }
+            b'{' => {
+                if depth >= MAX_SKIP_DEPTH {
+                    return None;
+                }
+                self.p += 1;
+                let mut first = true;
+                while self.key(first)?.is_some() {
+                    first = false;
+                    self.skip(depth + 1)?;
+                }
+            }
+            b'[' => {
+                if depth >= MAX_SKIP_DEPTH {
+                    return None;
+                }
+                self.p += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.p += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.p += 1,
+                        b']' => {
+                            self.p += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b't' | b'f' | b'n' => {
+                let rest = self.b.get(self.p..)?;
+                let n = if rest.starts_with(b"true") || rest.starts_with(b"null") {
+                    4
+                } else if rest.starts_with(b"false") {
+                    5
+                } else {
+                    return None;
+                };
+                self.p += n;
+            }
+            _ => {
+                self.number()?;
+            }
+        }
+        Some(())
+    }
+
+    /// Reads an object of strings (or `null`) into [`Pairs`].
+    fn pairs(&mut self) -> Option<Pairs<'a>> {
+        self.ws();
+        if self.null()? {
+            return Some(Pairs(Vec::new()));
+        }
+        self.eat(b'{')?;
+        let mut out = Vec::new();
+        let mut first = true;
+        while let Some(k) = self.key(first)? {
+            first = false;
+            self.ws();
+            let v = if self.null()? { "" } else { self.plain_str()? };
+            out.push((Str(Cow::Borrowed(k)), Str(Cow::Borrowed(v))));
+        }
+        Some(Pairs(out))
+    }
+
+    /// Reads an array of strings, a single string or `null` into a [`StrList`].
+    fn str_list(&mut self) -> Option<StrList<'a>> {
+        self.ws();
+        match self.peek()? {
+            b'n' => {
+                self.null()?;
+                Some(StrList(Vec::new()))
+            }
+            b'"' => Some(StrList(vec![Str(Cow::Borrowed(self.plain_str()?))])),
+            b'[' => {
+                self.p += 1;
+                let mut out = Vec::new();
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.p += 1;
+                    return Some(StrList(out));
+                }
+                loop {
+                    self.ws();
+                    let v = if self.null()? { "" } else { self.plain_str()? };
+                    out.push(Str(Cow::Borrowed(v)));
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.p += 1,
+                        b']' => {
+                            self.p += 1;
+                            return Some(StrList(out));
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn window(&mut self) -> Option<Option<WireWindow<'a>>> {
+        self.ws();
+        if self.null()? {
+            return Some(None);
+        }
+        self.eat(b'{')?;
+        let mut w = WireWindow::default();
+        let mut seen = 0u8;
+        let mut first = true;
+        while let Some(k) = self.key(first)? {
+            first = false;
+            let bit = match k.as_bytes() {
+                b"start" => {
+                    w.start = self.opt_str()?;
+                    1
+                }
+                b"end" => {
+                    w.end = self.opt_str()?;
+                    2
+                }
+                _ => {
+                    self.skip(1)?;
+                    0
+                }
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+        }
+        Some(Some(w))
+    }
+
+    fn properties(&mut self) -> Option<Option<WireAllocProps<'a>>> {
+        self.ws();
+        if self.null()? {
+            return Some(None);
+        }
+        self.eat(b'{')?;
+        let mut pr = WireAllocProps::default();
+        let mut seen = 0u32;
+        let mut first = true;
+        while let Some(k) = self.key(first)? {
+            first = false;
+            let bit: u32 = match k.as_bytes() {
+                b"cluster" => {
+                    pr.cluster = self.opt_str()?;
+                    1
+                }
+                b"node" => {
+                    pr.node = self.opt_str()?;
+                    1 << 1
+                }
+                b"container" => {
+                    pr.container = self.opt_str()?;
+                    1 << 2
+                }
+                b"controller" => {
+                    pr.controller = self.opt_str()?;
+                    1 << 3
+                }
+                b"controllerKind" => {
+                    pr.controller_kind = self.opt_str()?;
+                    1 << 4
+                }
+                b"namespace" => {
+                    pr.namespace = self.opt_str()?;
+                    1 << 5
+                }
+                b"pod" => {
+                    pr.pod = self.opt_str()?;
+                    1 << 6
+                }
+                b"services" => {
+                    pr.services = self.str_list()?;
+                    1 << 7
+                }
+                b"service" => {
+                    pr.service = self.str_list()?;
+                    1 << 8
+                }
+                b"providerID" => {
+                    pr.provider_id = self.opt_str()?;
+                    1 << 9
+                }
+                b"labels" => {
+                    pr.labels = self.pairs()?;
+                    1 << 10
+                }
+                b"label" => {
+                    pr.label = self.pairs()?;
+                    1 << 11
+                }
+                b"annotations" => {
+                    pr.annotations = self.pairs()?;
+                    1 << 12
+                }
+                b"annotation" => {
+                    pr.annotation = self.pairs()?;
+                    1 << 13
+                }
+                b"namespaceLabels" => {
+                    pr.namespace_labels = self.pairs()?;
+                    1 << 14
+                }
+                _ => {
+                    self.skip(1)?;
+                    0
+                }
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+        }
+        Some(Some(pr))
+    }
+
+    fn allocation(&mut self) -> Option<WireAllocation<'a>> {
+        self.eat(b'{')?;
+        let mut w = WireAllocation::default();
+        let mut seen = 0u64;
+        let mut first = true;
+        macro_rules! num_field {
+            ($i:expr, $f:ident) => {{
+                w.$f = self.num()?;
+                1u64 << ($i + 5)
+            }};
+        }
+        while let Some(k) = self.key(first)? {
+            first = false;
+            let bit: u64 = match k.as_bytes() {
+                b"name" => {
+                    w.name = self.opt_str()?;
+                    1
+                }
+                b"properties" => {
+                    w.properties = self.properties()?;
+                    1 << 1
+                }
+                b"window" => {
+                    w.window = self.window()?;
+                    1 << 2
+                }
+                b"start" => {
+                    w.start = self.opt_str()?;
+                    1 << 3
+                }
+                b"end" => {
+                    w.end = self.opt_str()?;
+                    1 << 4
+                }
+                b"minutes" => num_field!(0, minutes),
+                b"cpuCores" => num_field!(1, cpu_cores),
+                b"cpuCoreRequestAverage" => num_field!(2, cpu_core_request_average),
+                b"cpuCoreUsageAverage" => num_field!(3, cpu_core_usage_average),
+                b"cpuCoreHours" => num_field!(4, cpu_core_hours),
+                b"cpuCost" => num_field!(5, cpu_cost),
+                b"cpuCostAdjustment" => num_field!(6, cpu_cost_adjustment),
+                b"cpuCostIdle" => num_field!(7, cpu_cost_idle),
+                b"cpuEfficiency" => num_field!(8, cpu_efficiency),
+                b"gpuCount" => num_field!(9, gpu_count),
+                b"gpuHours" => num_field!(10, gpu_hours),
+                b"gpuCost" => num_field!(11, gpu_cost),
+                b"gpuCostAdjustment" => num_field!(12, gpu_cost_adjustment),
+                b"gpuCostIdle" => num_field!(13, gpu_cost_idle),
+                b"gpuEfficiency" => num_field!(14, gpu_efficiency),
+                b"ramBytes" => num_field!(15, ram_bytes),
+                b"ramByteRequestAverage" => num_field!(16, ram_byte_request_average),
+                b"ramByteUsageAverage" => num_field!(17, ram_byte_usage_average),
+                b"ramByteHours" => num_field!(18, ram_byte_hours),
+                b"ramCost" => num_field!(19, ram_cost),
+                b"ramCostAdjustment" => num_field!(20, ram_cost_adjustment),
+                b"ramCostIdle" => num_field!(21, ram_cost_idle),
+                b"ramEfficiency" => num_field!(22, ram_efficiency),
+                b"pvBytes" => num_field!(23, pv_bytes),
+                b"pvByteHours" => num_field!(24, pv_byte_hours),
+                b"pvCost" => num_field!(25, pv_cost),
+                b"pvCostAdjustment" => num_field!(26, pv_cost_adjustment),
+                b"networkTransferBytes" => num_field!(27, network_transfer_bytes),
+                b"networkReceiveBytes" => num_field!(28, network_receive_bytes),
+                b"networkCost" => num_field!(29, network_cost),
+                b"networkCrossZoneCost" => num_field!(30, network_cross_zone_cost),
+                b"networkCrossRegionCost" => num_field!(31, network_cross_region_cost),
+                b"networkInternetCost" => num_field!(32, network_internet_cost),
+                b"networkCostAdjustment" => num_field!(33, network_cost_adjustment),
+                b"loadBalancerCost" => num_field!(34, load_balancer_cost),
+                b"loadBalancerCostAdjustment" => num_field!(35, load_balancer_cost_adjustment),
+                b"sharedCost" => num_field!(36, shared_cost),
+                b"externalCost" => num_field!(37, external_cost),
+                b"totalCost" => num_field!(38, total_cost),
+                b"totalEfficiency" => num_field!(39, total_efficiency),
+                _ => {
+                    self.skip(1)?;
+                    0
+                }
+            };
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+        }
+        Some(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path must agree with serde on every object it accepts.
+    fn agrees(text: &str) -> bool {
+        let fast = scan_allocation(text);
+        let slow: Result<WireAllocation<'_>, _> = serde_json::from_str(text);
+        match (&fast, &slow) {
+            (Some(f), Ok(s)) => {
+                // serde_json (without `float_roundtrip`) may miss the nearest double by one
+                // unit in the last place; the fast path uses std's correctly rounded parser.
+                let (f, s) = (format!("{f:?}"), format!("{s:?}"));
+                let (fp, sp): (Vec<&str>, Vec<&str>) =
+                    (f.split("Value(").collect(), s.split("Value(").collect());
+                assert_eq!(fp.len(), sp.len(), "differs on {text}:\n{f}\n{s}");
+                for (i, (a, b)) in fp.iter().zip(&sp).enumerate() {
+                    if i == 0 {
+                        assert_eq!(a, b, "differs on {text}");
+                        continue;
+                    }
+                    let (an, ar) = a.split_once(')').unwrap();
+                    let (bn, br) = b.split_once(')').unwrap();
+                    assert_eq!(ar, br, "differs on {text}");
+                    let (x, y): (f64, f64) = (an.parse().unwrap(), bn.parse().unwrap());
+                    assert_eq!(Ok(x), an.parse::<f64>(), "{an}");
+                    assert!(
+                        x.to_bits().abs_diff(y.to_bits()) <= 1,
+                        "{an} vs {bn} on {text}"
+                    );
+                }
+                true
+            }
+            (Some(f), Err(e)) => {
+                panic!("fast path accepted what serde refuses ({e}): {text}\n{f:?}")
+            }
+            (None, _) => false,
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_serde() {
+        let common = r#"{"name":"c/ns/pod","properties":{"cluster":"c","node":"n1","container":"main","controller":"web","controllerKind":"deployment","namespace":"ns","pod":"pod-1","services":["svc-a","svc-b"],"providerID":"i-1","labels":{"app":"web","team":"x"},"namespaceLabels":{"team":"y"},"annotations":null},"window":{"start":"2026-11-26T00:00:00Z","end":"2026-11-26T01:00:00Z"},"start":"2026-11-26T00:00:00Z","end":"2026-11-26T01:00:00Z","minutes":60.0,"cpuCores":0.5,"cpuCoreRequestAverage":0.5,"cpuCoreUsageAverage":0.054834685949395806,"cpuCoreHours":0.5,"cpuCost":0.0158055,"cpuCostAdjustment":0.0,"cpuCostIdle":0,"cpuEfficiency":null,"gpuCount":0.0,"gpuRequestAverage":0.0,"gpuHours":-0.0,"gpuCost":1e-7,"gpuCostAdjustment":-2.5E+3,"gpuCostIdle":0.0,"gpuEfficiency":0.0,"networkTransferBytes":99247849.4539118,"networkReceiveBytes":168721344,"networkCost":0.0014789082028554648,"networkCrossZoneCost":0.0002772952880353996,"networkCrossRegionCost":6.012618967938481e-05,"networkInternetCost":0.0011091811521415985,"networkCostAdjustment":0.0,"loadBalancerCost":0.0,"loadBalancerCostAdjustment":0.0,"pvBytes":45097156608.0,"pvByteHours":45097156608.0,"pvCost":0.005753424657534248,"pvs":{"cluster=c:name=pvc-1":{"byteHours":45097156608.0,"cost":0.005753424657534248,"providerID":"vol-1","x":[1,true,false,null,{"y":[]},"s"]}},"pvCostAdjustment":0.0,"ramBytes":4294967296.0,"ramByteRequestAverage":4294967296.0,"ramByteUsageAverage":4144365409.3070555,"ramByteHours":4294967296.0,"ramCost":0.016948,"ramCostAdjustment":0.0,"ramCostIdle":0.0,"ramEfficiency":0.9649352657857946,"externalCost":0.0,"sharedCost":0.001992071344712358,"totalCost":0.04197790420510208,"totalEfficiency":0.5522189122409512,"rawAllocationOnly":null,"proportionalAssetResourceCosts":{},"lbAllocations":null,"sharedCostBreakdown":{}}"#;
+        assert!(agrees(common), "the common shape takes the fast path");
+        let accepted = [
+            r#"{}"#,
+            r#" { "name" : null , "properties" : null , "window" : null } "#,
+            r#"{"properties":{"services":"one","service":null,"label":{"a":"1"},"labels":{"a":"2","a":"3"}}}"#,
+            r#"{"properties":{"services":[],"labels":{},"unknown":[[],{}]},"window":{"start":null,"x":1}}"#,
+            r#"{"totalCost":123456789012345678901234567890,"minutes":1.5e2,"cpuCost":-0}"#,
+            "{\"name\":\"é/日本\",\"cpuCost\":\t0.25\n}",
+            "{\"name\":\"ü a long name, 日本語 and more to cross 8 bytes \u{7f}\"}",
+        ];
+        for t in accepted {
+            assert!(agrees(t), "fast path refused {t}");
+        }
+        // Shapes left to serde (it gives the value or the error).
+        let refused = [
+            r#"{"name":"a\"b"}"#,
+            r#"{"cpuCost":"NaN"}"#,
+            r#"{"cpuCost":true}"#,
+            r#"{"cpuCost":1,"cpuCost":2}"#,
+            r#"{"properties":{"cluster":1}}"#,
+            r#"{"properties":{"labels":{"a":1}}}"#,
+            r#"{"cpuCost":1e400}"#,
+            r#"{"cpuCost":01}"#,
+            r#"{"cpuCost":.5}"#,
+            r#"{"cpuCost":1.}"#,
+            r#"{"cpuCost":+1}"#,
+            r#"{"cpuCost":NaN}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":"x\u0041"}"#,
+            r#"[1,2]"#,
+            r#"{"a":1} x"#,
+            "{\"name\":\"tab\there\"}",
+            "{\"name\":\"a long name with a tab\there\"}",
+            "{\"name\":\"a long name with a nul\u{0}here\"}",
+            r#"{"name":"a long name with an escape \" here"}"#,
+            r#"{"properties":{"labels":{"a long label key, longer":"and a long value\/x"}}}"#,
+        ];
+        for t in refused {
+            assert!(!agrees(t), "fast path took {t}");
+        }
+        // Every prefix and every one-byte corruption of the common shape: the fast path either
+        // refuses or agrees with serde.
+        for cut in 0..common.len() {
+            if let Some(prefix) = common.get(..cut) {
+                agrees(prefix);
+            }
+        }
+        for (i, _) in common.char_indices().step_by(3) {
+            for c in [
+                "\"", "{", "}", "[", "]", ",", ":", "0", "-", "n", " ", "\\", "e", ".",
+            ] {
+                let mut t = common.to_string();
+                t.replace_range(i..=i, c);
+                agrees(&t);
+            }
+        }
+    }
 
     #[test]
     fn strings_borrow_without_escapes() {
