@@ -217,7 +217,13 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
         "  curl '{url}model/allocation?window=24h&aggregate=namespace&accumulate=true'   (the simulator)"
     );
     println!(
-        "  curl http://{api_addr}/readyz   (the bridge: health; the REST API and dashboard as they land)"
+        "  curl -H 'Authorization: Bearer {token}' http://{api_addr}/api/v1/costs/kubernetes   (the REST API; OpenAPI at /api/v1/openapi.json)"
+    );
+    println!(
+        "  curl -H 'Authorization: Bearer {token}' http://{api_addr}/api/v1/costs/kubernetes/cluster-1/namespaces?window=7d"
+    );
+    println!(
+        "  curl http://{api_addr}/metrics   (the bridge's own metrics; /healthz and /readyz for probes)"
     );
 
     if !args.once {
