@@ -217,7 +217,7 @@ pub(crate) async fn mirror_once(cfg: &Config, store: &Arc<SqliteStore>) -> Resul
         .await
         .map_err(runtime)?;
         match r {
-            Ok((copied, missing)) => {
+            Ok((copied, missing, _)) => {
                 tracing::info!(store = name, copied, missing, "mirror caught up")
             }
             Err(e) => {

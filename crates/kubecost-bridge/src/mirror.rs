@@ -67,16 +67,17 @@ pub(crate) fn copy_window(
     Ok(w.commit(cp)?.rows)
 }
 
-/// Copies every allocation window `primary` holds and the mirror lacks; returns (copied,
-/// still missing).
+/// Copies every allocation window `primary` holds and the mirror lacks; returns (windows
+/// copied, windows still missing, rows copied).
 pub(crate) fn catch_up(
     primary: &SqliteStore,
     store: &dyn CostStore,
     clusters: &[String],
     shutdown: &Shutdown,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(u64, u64, u64), StoreError> {
     let mut copied = 0;
     let mut missing = 0;
+    let mut rows = 0;
     for cluster in clusters {
         let have: Vec<(Window, Resolution)> =
             store.synced_windows(cluster, Endpoint::Allocation, i64::MIN)?;
@@ -92,14 +93,14 @@ pub(crate) fn catch_up(
         missing += todo.len() as u64;
         for cp in todo {
             if shutdown.is_triggered() {
-                return Ok((copied, missing));
+                return Ok((copied, missing, rows));
             }
-            copy_window(primary, store, &cp)?;
+            rows += copy_window(primary, store, &cp)?;
             copied += 1;
             missing -= 1;
         }
     }
-    Ok((copied, missing))
+    Ok((copied, missing, rows))
 }
 
 /// A mirror's worker: copies windows as the extractor commits them, and catches up every
@@ -139,8 +140,9 @@ pub(crate) async fn run(
             };
             let r = match cp {
                 // A window committed while the mirror is not open yet waits for the catch-up.
-                Some(cp) => copy_window(&p, st.as_ref(), &cp).map(|_| None),
-                None => catch_up(&p, st.as_ref(), &cl, &sd).map(Some),
+                Some(cp) => copy_window(&p, st.as_ref(), &cp).map(|rows| (None, rows)),
+                None => catch_up(&p, st.as_ref(), &cl, &sd)
+                    .map(|(copied, missing, rows)| (Some((copied, missing)), rows)),
             };
             Ok::<_, StoreError>((st, r))
         })
@@ -148,8 +150,11 @@ pub(crate) async fn run(
         match res {
             Ok(Ok((st, r))) => {
                 store = Some(st);
+                if let (Ok((_, rows)), Some(metrics)) = (&r, &metrics) {
+                    metrics.add_rows_written(m.name, "allocations", *rows);
+                }
                 match r {
-                    Ok(Some((copied, missing))) => {
+                    Ok((Some((copied, missing)), _)) => {
                         next_catch_up = tokio::time::Instant::now() + every;
                         if let Some(metrics) = &metrics {
                             // Windows the mirror still lacks: its spool depth (bytes live in
@@ -160,7 +165,7 @@ pub(crate) async fn run(
                             tracing::info!(store = m.name, copied, missing, "mirror caught up");
                         }
                     }
-                    Ok(None) => {}
+                    Ok((None, _)) => {}
                     Err(e) => {
                         // The window stays in SQLite; the next catch-up copies it.
                         tracing::warn!(store = m.name, error = %e, "mirror write failed; will retry");
