@@ -128,6 +128,9 @@ struct RawAlerts {
 
 #[derive(Debug, Default, Deserialize)]
 struct RawAlertRules {
+    /// How long a condition must hold before its alert fires (every rule; default per rule).
+    #[serde(rename = "for")]
+    for_: Option<String>,
     extraction_failure_rate: Option<f64>,
     stale_after: Option<String>,
     cost_spike_ratio: Option<f64>,
@@ -1461,6 +1464,13 @@ fn alerts(raw: &RawAlerts, problems: &mut Vec<ConfigProblem>) -> kb_ops::AlertsC
         "alerts.rules.storage_used_ratio",
         &mut cfg.rules.storage_used_ratio,
     );
+    if r.for_.is_some() {
+        let d = duration(&r.for_, "alerts.rules.for", Duration::ZERO, problems);
+        cfg.rules.extraction_failure_for = d;
+        cfg.rules.stale_for = d;
+        cfg.rules.cost_spike_for = d;
+        cfg.rules.storage_for = d;
+    }
     cfg.rules.stale_after = duration(
         &r.stale_after,
         "alerts.rules.stale_after",

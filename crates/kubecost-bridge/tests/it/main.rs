@@ -12,6 +12,7 @@
 )]
 
 mod aggregate;
+mod alerts;
 mod cli;
 mod deploy;
 mod e2e;
