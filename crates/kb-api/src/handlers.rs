@@ -17,8 +17,10 @@ use kb_pipeline::insights::names;
 use kb_pipeline::ports::{CostQuery, CostRow, Granularity as PGran, GroupBy};
 use serde::Serialize;
 use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::{KnownFormat, RefOr};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, KnownFormat, Ref, RefOr, Response as OaResponse, ResponseBuilder,
+};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use crate::ApiState;
 use crate::AuditInfo;
@@ -284,6 +286,49 @@ pub(crate) struct ExportParams {
 // ---------------------------------------------------------------------------------------------
 // Shared plumbing.
 
+/// The `{cluster}` path segment as axum extracts it.
+type ClusterPath = Result<Path<String>, PathRejection>;
+
+/// What an endpoint answers before [`respond`] turns it into a response: the body and
+/// whether it came from the cache.
+type Reply = Result<(Rendered, bool), ApiError>;
+
+/// Declares the axum handler of a `GET` endpoint below `/costs/kubernetes/{cluster}` that
+/// takes the query parameters `allowed`: after [`cluster_query`] it answers with
+/// `inner(&state, cluster, query, extra..)`. Its OpenAPI operation has the given path, tag,
+/// parameters and 200 response (`ok`), the [`ClusterErrors`] and bearer security.
+macro_rules! cluster_endpoint {
+    (
+        $(#[$attr:meta])*
+        $name:ident($allowed:expr) => $inner:ident($($extra:expr),*);
+        path = $path:tt, tag = $tag:tt,
+        params($($params:tt)*),
+        ok($($ok:tt)*)
+    ) => {
+        $(#[$attr])*
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = $tag,
+            params($($params)*),
+            responses(($($ok)*), ClusterErrors),
+            security(("bearer" = []))
+        )]
+        pub(crate) async fn $name(
+            State(st): State<ApiState>,
+            Extension(p): Extension<Principal>,
+            path: ClusterPath,
+            RawQuery(raw): RawQuery,
+        ) -> Response {
+            let r = match cluster_query(&p, path, raw.as_deref(), $allowed) {
+                Ok((cluster, q)) => $inner(&st, cluster, q $(, $extra)*).await,
+                Err(e) => Err(e),
+            };
+            respond(r)
+        }
+    };
+}
+
 fn rendered_json<T: Serialize>(v: &T, rows: usize) -> Result<Rendered, ApiError> {
     let body = serde_json::to_vec(v).map_err(|_| ApiError::internal("could not encode json"))?;
     Ok(Rendered {
@@ -303,7 +348,7 @@ fn rendered_csv(s: String, rows: usize) -> Rendered {
     }
 }
 
-fn respond(r: Result<(Rendered, bool), ApiError>) -> Response {
+fn respond(r: Reply) -> Response {
     match r {
         Ok((r, cached)) => {
             let mut resp = (StatusCode::OK, r.body).into_response();
@@ -325,7 +370,7 @@ fn respond(r: Result<(Rendered, bool), ApiError>) -> Response {
 }
 
 /// Runs `f` on the blocking pool through the response cache.
-async fn cached<F>(st: &ApiState, key: String, f: F) -> Result<(Rendered, bool), ApiError>
+async fn cached<F>(st: &ApiState, key: String, f: F) -> Reply
 where
     F: FnOnce(ApiState) -> Result<Rendered, ApiError> + Send + 'static,
 {
@@ -339,9 +384,52 @@ where
         .await
 }
 
-fn path_cluster(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+fn path_cluster(p: ClusterPath) -> Result<String, ApiError> {
     p.map(|Path(c)| c)
         .map_err(|_| ApiError::bad_request("cluster: not a valid path segment"))
+}
+
+/// The cluster of the path (400 if malformed, 404 unless the key may see it) and the query
+/// with only `allowed` parameters.
+fn cluster_query(
+    p: &Principal,
+    path: ClusterPath,
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<(String, Query), ApiError> {
+    let cluster = path_cluster(path)?;
+    visible(p, &cluster)?;
+    let q = Query::parse(raw, allowed)?;
+    Ok((cluster, q))
+}
+
+/// [`cached`], with a 404 inside the read unless the store knows `cluster`; `f` gets the state
+/// and the cluster.
+async fn cached_known<F>(st: &ApiState, key: String, cluster: String, f: F) -> Reply
+where
+    F: FnOnce(ApiState, String) -> Result<Rendered, ApiError> + Send + 'static,
+{
+    cached(st, key, move |st| {
+        known(&st, &cluster)?;
+        f(st, cluster)
+    })
+    .await
+}
+
+/// The cache key part naming the clusters the key may see.
+fn scope_key(p: &Principal) -> String {
+    match &p.clusters {
+        None => "*".to_string(),
+        Some(cs) => cs.join(","),
+    }
+}
+
+/// The optional `dimension` filter.
+fn dimension_filter(q: &Query) -> Result<Option<Dimension>, ApiError> {
+    Ok(q.get("dimension")
+        .map(|_| q.choice("dimension", DIMENSIONS, ""))
+        .transpose()?
+        .and_then(names::parse_dimension))
 }
 
 /// 404 unless the key may see the cluster (checked before the cache).
@@ -448,6 +536,32 @@ fn cost_fields(c: &Costs) -> Vec<String> {
     .collect()
 }
 
+/// `first`, the cost fields of `c`, then `last`: one CSV record.
+fn cost_row(
+    mut first: Vec<String>,
+    c: &Costs,
+    last: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    first.extend(cost_fields(c));
+    first.extend(last);
+    first
+}
+
+/// A CSV body: the header record, then the records; its row count is the records'.
+fn csv_table<H: AsRef<str>>(
+    header: &[H],
+    records: impl IntoIterator<Item = Vec<String>>,
+) -> Rendered {
+    let mut s = String::new();
+    csv::record(&mut s, header);
+    let mut n = 0;
+    for r in records {
+        csv::record(&mut s, &r);
+        n += 1;
+    }
+    rendered_csv(s, n)
+}
+
 fn header_with(first: &[&str], last: &[&str]) -> Vec<String> {
     first
         .iter()
@@ -480,11 +594,103 @@ fn anomaly_out(a: &kb_analytics::anomaly::Anomaly) -> AnomalyOut {
     }
 }
 
-macro_rules! error_responses {
-    () => {
-        "400 bad parameter, 401 no or unknown key, 404 unknown cluster, 429 rate limited"
+// ---------------------------------------------------------------------------------------------
+// Documented error responses (every error body is an `ErrorBody`).
+
+/// A header an error response documents.
+#[derive(Clone, Copy)]
+enum ErrorHeader {
+    None,
+    /// `WWW-Authenticate: Bearer ...`.
+    Challenge,
+    /// `Retry-After: <seconds>`.
+    RetryAfter,
+}
+
+/// The documented error responses by status: description and header.
+const ERROR_DOCS: &[(u16, &str, ErrorHeader)] = &[
+    (400, "bad parameter", ErrorHeader::None),
+    (401, "no or unknown api key", ErrorHeader::Challenge),
+    (
+        404,
+        "no such cluster (or not visible to this key)",
+        ErrorHeader::None,
+    ),
+    (429, "rate limited", ErrorHeader::RetryAfter),
+    (500, "store error", ErrorHeader::None),
+    (
+        503,
+        "store busy or request timeout",
+        ErrorHeader::RetryAfter,
+    ),
+];
+
+/// The OpenAPI responses of `statuses` (each one listed in [`ERROR_DOCS`]).
+fn error_docs(statuses: &[u16]) -> BTreeMap<String, RefOr<OaResponse>> {
+    ERROR_DOCS
+        .iter()
+        .filter(|(status, _, _)| statuses.contains(status))
+        .map(|&(status, description, h)| {
+            let mut b = ResponseBuilder::new().description(description);
+            let header = |schema, description| {
+                HeaderBuilder::new()
+                    .schema(schema)
+                    .description(Some(description))
+                    .build()
+            };
+            match h {
+                ErrorHeader::None => {}
+                ErrorHeader::Challenge => {
+                    b = b.header(
+                        "WWW-Authenticate",
+                        header(String::schema(), "Bearer challenge"),
+                    );
+                }
+                ErrorHeader::RetryAfter => {
+                    b = b.header("Retry-After", header(u64::schema(), "seconds to wait"));
+                }
+            }
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build();
+            (
+                status.to_string(),
+                RefOr::T(b.content("application/json", body).build()),
+            )
+        })
+        .collect()
+}
+
+/// Declares a set of documented error responses for `responses(...)` of `utoipa::path`.
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident = [$($status:literal),*]) => {
+        $(#[$doc])*
+        struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<OaResponse>> {
+                error_docs(&[$($status),*])
+            }
+        }
     };
 }
+
+error_set!(
+    /// The errors of an endpoint below `/costs/kubernetes/{cluster}`.
+    ClusterErrors = [400, 401, 404, 429, 500, 503]
+);
+error_set!(
+    /// The errors of the cluster list.
+    ListErrors = [400, 401, 429, 500, 503]
+);
+error_set!(
+    /// The errors of the export besides its own 400.
+    ExportErrors = [401, 404, 429, 500, 503]
+);
+error_set!(
+    /// The errors of the admin endpoints besides 403.
+    AdminErrors = [400, 401, 429]
+);
 
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/costs/kubernetes
@@ -500,14 +706,7 @@ macro_rules! error_responses {
             (ClustersResponse = "application/json"),
             (String = "text/csv")
         )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
+        ListErrors,
     ),
     security(("bearer" = []))
 )]
@@ -516,24 +715,16 @@ pub(crate) async fn clusters(
     Extension(p): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let _ = error_responses!();
     respond(clusters_inner(&st, p, raw.as_deref()).await)
 }
 
-async fn clusters_inner(
-    st: &ApiState,
-    p: Principal,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
+async fn clusters_inner(st: &ApiState, p: Principal, raw: Option<&str>) -> Reply {
     let q = Query::parse(raw, &["window", "start", "end", "idle", "format"])?;
     let now = (st.clock)();
     let w = q.range(now)?;
     let idle = q.flag("idle", true)?;
     let fmt = q.format()?;
-    let scope = match &p.clusters {
-        None => "*".to_string(),
-        Some(cs) => cs.join(","),
-    };
+    let scope = scope_key(&p);
     cached(st, key("clusters", &scope, &q, Some(w)), move |st| {
         let mut out = Vec::new();
         for (c, synced) in st.directory()?.iter() {
@@ -559,18 +750,17 @@ async fn clusters_inner(
                 n,
             ),
             Format::Csv => {
-                let mut s = String::new();
-                csv::record(
-                    &mut s,
+                let records = out.iter().map(|c| {
+                    cost_row(
+                        vec![c.cluster.clone(), c.last_synced.clone().unwrap_or_default()],
+                        &c.costs,
+                        [c.source.clone()],
+                    )
+                });
+                Ok(csv_table(
                     &header_with(&["cluster", "last_synced"], &["source"]),
-                );
-                for c in &out {
-                    let mut r = vec![c.cluster.clone(), c.last_synced.clone().unwrap_or_default()];
-                    r.extend(cost_fields(&c.costs));
-                    r.push(c.source.clone());
-                    csv::record(&mut s, &r);
-                }
-                Ok(rendered_csv(s, n))
+                    records,
+                ))
             }
         }
     })
@@ -580,40 +770,19 @@ async fn clusters_inner(
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/costs/kubernetes/{cluster}
 
-/// Totals, breakdown by resource, time series, trend against the previous period and the
-/// anomalies of one cluster over the range. `format=csv` returns the series.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}",
-    tag = "costs",
+cluster_endpoint! {
+    /// Totals, breakdown by resource, time series, trend against the previous period and the
+    /// anomalies of one cluster over the range. `format=csv` returns the series.
+    cluster(&["window", "start", "end", "granularity", "idle", "format"]) => cluster_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}", tag = "costs",
     params(
         ("cluster" = String, Path, description = "cluster name as configured in the bridge"),
         RangeParams, GranularityParam, IdleParam, FormatParam
     ),
-    responses(
-        (status = 200, description = "the cluster's costs", content(
-            (ClusterResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn cluster(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(cluster_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "the cluster's costs", content(
+        (ClusterResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
 fn default_granularity(w: Window) -> AGran {
@@ -656,18 +825,7 @@ fn breakdown(c: &Costs) -> Vec<ResourceShare> {
     .collect()
 }
 
-async fn cluster_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(
-        raw,
-        &["window", "start", "end", "granularity", "idle", "format"],
-    )?;
+async fn cluster_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let w = q.range((st.clock)())?;
     let idle = q.flag("idle", true)?;
     let fmt = q.format()?;
@@ -682,8 +840,8 @@ async fn cluster_inner(
             "granularity: more than 10000 buckets in the range; choose a coarser granularity or a shorter range",
         ));
     }
-    cached(st, key("cluster", &cluster, &q, Some(w)), move |st| {
-        known(&st, &cluster)?;
+    let cache_key = key("cluster", &cluster, &q, Some(w));
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let (points, used) = data::series(&st, &cluster, g, w)?;
         let mut total = Acc::default();
         for (_, a) in &points {
@@ -714,14 +872,10 @@ async fn cluster_inner(
         let n = series.len();
         match fmt {
             Format::Csv => {
-                let mut s = String::new();
-                csv::record(&mut s, &header_with(&["start", "end"], &[]));
-                for pt in &series {
-                    let mut r = vec![pt.start.clone(), pt.end.clone()];
-                    r.extend(cost_fields(&pt.costs));
-                    csv::record(&mut s, &r);
-                }
-                Ok(rendered_csv(s, n))
+                let records = series
+                    .iter()
+                    .map(|pt| cost_row(vec![pt.start.clone(), pt.end.clone()], &pt.costs, []));
+                Ok(csv_table(&header_with(&["start", "end"], &[]), records))
             }
             Format::Json => rendered_json(
                 &ClusterResponse {
@@ -756,99 +910,48 @@ async fn cluster_inner(
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/costs/kubernetes/{cluster}/namespaces and /teams
 
-/// Per-namespace costs over the range, with efficiency and share of the cluster total.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/namespaces",
-    tag = "costs",
+cluster_endpoint! {
+    /// Per-namespace costs over the range, with efficiency and share of the cluster total.
+    namespaces(GROUPED_PARAMS) => grouped_inner(Dimension::Namespace);
+    path = "/api/v1/costs/kubernetes/{cluster}/namespaces", tag = "costs",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         RangeParams, IdleParam, PageParams, FormatParam
     ),
-    responses(
-        (status = 200, description = "namespaces", content(
-            (NamespacesResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn namespaces(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(grouped_inner(&st, &p, path, raw.as_deref(), Dimension::Namespace).await)
+    ok(status = 200, description = "namespaces", content(
+        (NamespacesResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
-/// Per-team costs over the range (team attribution from the aggregator's rules).
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/teams",
-    tag = "costs",
+cluster_endpoint! {
+    /// Per-team costs over the range (team attribution from the aggregator's rules).
+    teams(GROUPED_PARAMS) => grouped_inner(Dimension::Team);
+    path = "/api/v1/costs/kubernetes/{cluster}/teams", tag = "costs",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         RangeParams, IdleParam, PageParams, FormatParam
     ),
-    responses(
-        (status = 200, description = "teams", content(
-            (TeamsResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn teams(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(grouped_inner(&st, &p, path, raw.as_deref(), Dimension::Team).await)
+    ok(status = 200, description = "teams", content(
+        (TeamsResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
-async fn grouped_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-    d: Dimension,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(
-        raw,
-        &[
-            "window", "start", "end", "idle", "sort", "order", "limit", "offset", "format",
-        ],
-    )?;
+/// The parameters of the namespaces and teams endpoints.
+const GROUPED_PARAMS: &[&str] = &[
+    "window", "start", "end", "idle", "sort", "order", "limit", "offset", "format",
+];
+
+async fn grouped_inner(st: &ApiState, cluster: String, q: Query, d: Dimension) -> Reply {
     let w = q.range((st.clock)())?;
     let idle = q.flag("idle", true)?;
     let fmt = q.format()?;
     // Validate paging before the cache so a bad value is a 400 even on a hit.
     sort_page(Vec::<(Costs, String)>::new(), &q, |r| (&r.0, r.1.as_str()))?;
     let route = names::dimension(d);
-    cached(st, key(route, &cluster, &q, Some(w)), move |st| {
-        known(&st, &cluster)?;
+    let cache_key = key(route, &cluster, &q, Some(w));
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let (groups, used) = data::grouped(&st, &cluster, d, w, None)?;
         let rows: Vec<(Costs, String)> = groups
             .into_iter()
@@ -861,20 +964,19 @@ async fn grouped_inner(
         let source = used.as_str().to_string();
         match fmt {
             Format::Csv => {
-                let mut s = String::new();
                 let first = if d == Dimension::Team {
                     "team"
                 } else {
                     "namespace"
                 };
-                csv::record(&mut s, &header_with(&[first], &["share"]));
-                for (c, name) in &page {
-                    let mut r = vec![name.clone()];
-                    r.extend(cost_fields(c));
-                    r.push(csv::num(share(c.total_cost, total)));
-                    csv::record(&mut s, &r);
-                }
-                Ok(rendered_csv(s, n))
+                let records = page.iter().map(|(c, name)| {
+                    cost_row(
+                        vec![name.clone()],
+                        c,
+                        [csv::num(share(c.total_cost, total))],
+                    )
+                });
+                Ok(csv_table(&header_with(&[first], &["share"]), records))
             }
             Format::Json if d == Dimension::Team => rendered_json(
                 &TeamsResponse {
@@ -922,39 +1024,30 @@ async fn grouped_inner(
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/costs/kubernetes/{cluster}/workloads
 
-/// Per-controller costs over the range with the pods beneath, from the stored allocations.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/workloads",
-    tag = "costs",
+cluster_endpoint! {
+    /// Per-controller costs over the range with the pods beneath, from the stored allocations.
+    workloads(&[
+        "window",
+        "start",
+        "end",
+        "idle",
+        "namespace",
+        "pods",
+        "sort",
+        "order",
+        "limit",
+        "offset",
+        "format",
+    ]) => workloads_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/workloads", tag = "costs",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         RangeParams, IdleParam, WorkloadParams, PageParams, FormatParam
     ),
-    responses(
-        (status = 200, description = "workloads (CSV: one row per pod, or per workload with pods=false)", content(
-            (WorkloadsResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn workloads(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(workloads_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "workloads (CSV: one row per pod, or per workload with pods=false)", content(
+        (WorkloadsResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
 fn idle_name(r: &CostRow) -> String {
@@ -965,38 +1058,15 @@ fn idle_name(r: &CostRow) -> String {
     }
 }
 
-async fn workloads_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(
-        raw,
-        &[
-            "window",
-            "start",
-            "end",
-            "idle",
-            "namespace",
-            "pods",
-            "sort",
-            "order",
-            "limit",
-            "offset",
-            "format",
-        ],
-    )?;
+async fn workloads_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let w = q.range((st.clock)())?;
     let idle = q.flag("idle", true)?;
     let fmt = q.format()?;
     let with_pods = q.flag("pods", true)?;
     let namespace = q.text("namespace")?.map(str::to_string);
     sort_page(Vec::<(Costs, String)>::new(), &q, |r| (&r.0, r.1.as_str()))?;
-    cached(st, key("workloads", &cluster, &q, Some(w)), move |st| {
-        known(&st, &cluster)?;
+    let cache_key = key("workloads", &cluster, &q, Some(w));
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let rows = st.costs.costs(&CostQuery {
             cluster: Some(cluster.clone()),
             namespace,
@@ -1049,12 +1119,7 @@ async fn workloads_inner(
         let n = page.len();
         match fmt {
             Format::Csv => {
-                let mut s = String::new();
-                csv::record(
-                    &mut s,
-                    &header_with(&["namespace", "controller_kind", "controller", "pod"], &[]),
-                );
-                let mut lines = 0;
+                let mut records = Vec::new();
                 for wl in &page {
                     let base = [
                         wl.namespace.clone(),
@@ -1063,21 +1128,20 @@ async fn workloads_inner(
                     ];
                     if with_pods {
                         for pod in &wl.pods {
-                            let mut r = base.to_vec();
-                            r.push(pod.pod.clone());
-                            r.extend(cost_fields(&pod.costs));
-                            csv::record(&mut s, &r);
-                            lines += 1;
+                            let mut first = base.to_vec();
+                            first.push(pod.pod.clone());
+                            records.push(cost_row(first, &pod.costs, []));
                         }
                     } else {
-                        let mut r = base.to_vec();
-                        r.push(String::new());
-                        r.extend(cost_fields(&wl.costs));
-                        csv::record(&mut s, &r);
-                        lines += 1;
+                        let mut first = base.to_vec();
+                        first.push(String::new());
+                        records.push(cost_row(first, &wl.costs, []));
                     }
                 }
-                Ok(rendered_csv(s, lines))
+                Ok(csv_table(
+                    &header_with(&["namespace", "controller_kind", "controller", "pod"], &[]),
+                    records,
+                ))
             }
             Format::Json => rendered_json(
                 &WorkloadsResponse {
@@ -1099,50 +1163,21 @@ async fn workloads_inner(
 // ---------------------------------------------------------------------------------------------
 // Insight endpoints.
 
-/// Kubecost's savings recommendations with their estimated monthly savings and total.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/optimization",
-    tag = "insights",
+cluster_endpoint! {
+    /// Kubecost's savings recommendations with their estimated monthly savings and total.
+    optimization(&["kind", "format"]) => optimization_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/optimization", tag = "insights",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         OptimizationParams, FormatParam
     ),
-    responses(
-        (status = 200, description = "recommendations", content(
-            (OptimizationResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn optimization(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(optimization_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "recommendations", content(
+        (OptimizationResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
-async fn optimization_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(raw, &["kind", "format"])?;
+async fn optimization_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let fmt = q.format()?;
     let kind = q
         .get("kind")
@@ -1154,8 +1189,8 @@ async fn optimization_inner(
             )
         })
         .transpose()?;
-    cached(st, key("optimization", &cluster, &q, None), move |st| {
-        known(&st, &cluster)?;
+    let cache_key = key("optimization", &cluster, &q, None);
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let mut recs: Vec<Recommendation> = st
             .insights
             .savings(&cluster)?
@@ -1179,9 +1214,18 @@ async fn optimization_inner(
         let n = recs.len();
         match fmt {
             Format::Csv => {
-                let mut s = String::new();
-                csv::record(
-                    &mut s,
+                let records = recs.iter().map(|r| {
+                    vec![
+                        r.kind.clone(),
+                        r.namespace.clone(),
+                        r.controller_kind.clone(),
+                        r.controller.clone(),
+                        r.target.clone(),
+                        csv::num(r.estimated_monthly_savings),
+                        r.detail.clone(),
+                    ]
+                });
+                Ok(csv_table(
                     &[
                         "kind",
                         "namespace",
@@ -1191,22 +1235,8 @@ async fn optimization_inner(
                         "estimated_monthly_savings",
                         "detail",
                     ],
-                );
-                for r in &recs {
-                    csv::record(
-                        &mut s,
-                        &[
-                            r.kind.clone(),
-                            r.namespace.clone(),
-                            r.controller_kind.clone(),
-                            r.controller.clone(),
-                            r.target.clone(),
-                            csv::num(r.estimated_monthly_savings),
-                            r.detail.clone(),
-                        ],
-                    );
-                }
-                Ok(rendered_csv(s, n))
+                    records,
+                ))
             }
             Format::Json => rendered_json(
                 &OptimizationResponse {
@@ -1221,46 +1251,17 @@ async fn optimization_inner(
     .await
 }
 
-/// Kubecost's budgets that apply to the cluster, with utilisation.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/budgets",
-    tag = "insights",
+cluster_endpoint! {
+    /// Kubecost's budgets that apply to the cluster, with utilisation.
+    budgets(&[]) => budgets_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/budgets", tag = "insights",
     params(("cluster" = String, Path, description = "cluster name")),
-    responses(
-        (status = 200, description = "budgets", body = BudgetsResponse),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn budgets(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(budgets_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "budgets", body = BudgetsResponse)
 }
 
-async fn budgets_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(raw, &[])?;
-    cached(st, key("budgets", &cluster, &q, None), move |st| {
-        known(&st, &cluster)?;
+async fn budgets_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
+    let cache_key = key("budgets", &cluster, &q, None);
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let budgets: Vec<BudgetOut> = st
             .insights
             .budgets(&cluster)?
@@ -1294,53 +1295,21 @@ async fn budgets_inner(
     .await
 }
 
-/// Cost anomalies of the cluster overlapping the range, newest first.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/anomalies",
-    tag = "insights",
+cluster_endpoint! {
+    /// Cost anomalies of the cluster overlapping the range, newest first.
+    anomalies(&["window", "start", "end", "severity", "dimension", "format"]) => anomalies_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/anomalies", tag = "insights",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         RangeParams, AnomalyParams, FormatParam
     ),
-    responses(
-        (status = 200, description = "anomalies", content(
-            (AnomaliesResponse = "application/json"),
-            (String = "text/csv")
-        )),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn anomalies(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(anomalies_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "anomalies", content(
+        (AnomaliesResponse = "application/json"),
+        (String = "text/csv")
+    ))
 }
 
-async fn anomalies_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(
-        raw,
-        &["window", "start", "end", "severity", "dimension", "format"],
-    )?;
+async fn anomalies_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let w = q.range((st.clock)())?;
     let fmt = q.format()?;
     let min = match q.choice("severity", &["info", "warning", "critical"], "info")? {
@@ -1348,13 +1317,9 @@ async fn anomalies_inner(
         "warning" => Severity::Warning,
         _ => Severity::Info,
     };
-    let dim = q
-        .get("dimension")
-        .map(|_| q.choice("dimension", DIMENSIONS, ""))
-        .transpose()?
-        .and_then(names::parse_dimension);
-    cached(st, key("anomalies", &cluster, &q, Some(w)), move |st| {
-        known(&st, &cluster)?;
+    let dim = dimension_filter(&q)?;
+    let cache_key = key("anomalies", &cluster, &q, Some(w));
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let list: Vec<AnomalyOut> = st
             .insights
             .anomalies(Some(&cluster), w)?
@@ -1365,9 +1330,21 @@ async fn anomalies_inner(
         let n = list.len();
         match fmt {
             Format::Csv => {
-                let mut s = String::new();
-                csv::record(
-                    &mut s,
+                let records = list.iter().map(|a| {
+                    vec![
+                        a.dimension.clone(),
+                        a.namespace.clone(),
+                        a.name.clone(),
+                        a.detector.clone(),
+                        csv::num(a.expected),
+                        csv::num(a.actual),
+                        csv::num(a.score),
+                        a.severity.clone(),
+                        a.start.clone(),
+                        a.end.clone(),
+                    ]
+                });
+                Ok(csv_table(
                     &[
                         "dimension",
                         "namespace",
@@ -1380,25 +1357,8 @@ async fn anomalies_inner(
                         "start",
                         "end",
                     ],
-                );
-                for a in &list {
-                    csv::record(
-                        &mut s,
-                        &[
-                            a.dimension.clone(),
-                            a.namespace.clone(),
-                            a.name.clone(),
-                            a.detector.clone(),
-                            csv::num(a.expected),
-                            csv::num(a.actual),
-                            csv::num(a.score),
-                            a.severity.clone(),
-                            a.start.clone(),
-                            a.end.clone(),
-                        ],
-                    );
-                }
-                Ok(rendered_csv(s, n))
+                    records,
+                ))
             }
             Format::Json => rendered_json(
                 &AnomaliesResponse {
@@ -1413,54 +1373,21 @@ async fn anomalies_inner(
     .await
 }
 
-/// The newest cost forecasts of the cluster (7 and 30 days), with Kubecost's where it made one.
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/forecast",
-    tag = "insights",
+cluster_endpoint! {
+    /// The newest cost forecasts of the cluster (7 and 30 days), with Kubecost's where it made one.
+    forecast(&["dimension"]) => forecast_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/forecast", tag = "insights",
     params(
         ("cluster" = String, Path, description = "cluster name"),
         ForecastParams
     ),
-    responses(
-        (status = 200, description = "forecasts", body = ForecastResponse),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn forecast(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(forecast_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "forecasts", body = ForecastResponse)
 }
 
-async fn forecast_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(raw, &["dimension"])?;
-    let dim = q
-        .get("dimension")
-        .map(|_| q.choice("dimension", DIMENSIONS, ""))
-        .transpose()?
-        .and_then(names::parse_dimension);
-    cached(st, key("forecast", &cluster, &q, None), move |st| {
-        known(&st, &cluster)?;
+async fn forecast_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
+    let dim = dimension_filter(&q)?;
+    let cache_key = key("forecast", &cluster, &q, None);
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let list: Vec<ForecastOut> = st
             .insights
             .forecasts(&cluster)?
@@ -1490,46 +1417,17 @@ async fn forecast_inner(
     .await
 }
 
-/// The cluster's cost alerts (empty until alert rules exist).
-#[utoipa::path(
-    get,
-    path = "/api/v1/costs/kubernetes/{cluster}/alerts",
-    tag = "insights",
+cluster_endpoint! {
+    /// The cluster's cost alerts (empty until alert rules exist).
+    alerts(&[]) => alerts_inner();
+    path = "/api/v1/costs/kubernetes/{cluster}/alerts", tag = "insights",
     params(("cluster" = String, Path, description = "cluster name")),
-    responses(
-        (status = 200, description = "alerts", body = AlertsResponse),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-    ),
-    security(("bearer" = []))
-)]
-pub(crate) async fn alerts(
-    State(st): State<ApiState>,
-    Extension(p): Extension<Principal>,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(alerts_inner(&st, &p, path, raw.as_deref()).await)
+    ok(status = 200, description = "alerts", body = AlertsResponse)
 }
 
-async fn alerts_inner(
-    st: &ApiState,
-    p: &Principal,
-    path: Result<Path<String>, PathRejection>,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
-    let cluster = path_cluster(path)?;
-    visible(p, &cluster)?;
-    let q = Query::parse(raw, &[])?;
-    cached(st, key("alerts", &cluster, &q, None), move |st| {
-        known(&st, &cluster)?;
+async fn alerts_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
+    let cache_key = key("alerts", &cluster, &q, None);
+    cached_known(st, cache_key, cluster, move |st, cluster| {
         let list = st.alerts.alerts(&cluster)?;
         let n = list.len();
         rendered_json(
@@ -1603,14 +1501,7 @@ pub(crate) const FOCUS_COLUMNS: &[&str] = &[
     responses(
         (status = 200, description = "FOCUS CSV (RFC 4180, header row first)", body = String, content_type = "text/csv"),
         (status = 400, description = "bad parameter, or too many rows for one export", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 404, description = "no such cluster (or not visible to this key)", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
-        (status = 500, description = "store error", body = ErrorBody),
-        (status = 503, description = "store busy or request timeout", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
+        ExportErrors,
     ),
     security(("bearer" = []))
 )]
@@ -1708,11 +1599,7 @@ fn focus_row(out: &mut String, r: &CostRow, g: PGran, currency: &str, idle: bool
     csv::record(out, &fields);
 }
 
-async fn focus_inner(
-    st: &ApiState,
-    p: &Principal,
-    raw: Option<&str>,
-) -> Result<(Rendered, bool), ApiError> {
+async fn focus_inner(st: &ApiState, p: &Principal, raw: Option<&str>) -> Reply {
     let q = Query::parse(
         raw,
         &["window", "start", "end", "cluster", "granularity", "idle"],
@@ -1724,10 +1611,7 @@ async fn focus_inner(
     if let Some(c) = &only {
         visible(p, c)?;
     }
-    let scope = match &p.clusters {
-        None => "*".to_string(),
-        Some(cs) => cs.join(","),
-    };
+    let scope = scope_key(p);
     let p = p.clone();
     cached(st, key("focus", &scope, &q, Some(w)), move |st| {
         let dir = st.directory()?;
@@ -1781,12 +1665,8 @@ async fn focus_inner(
     tag = "admin",
     responses(
         (status = 200, description = "keys", body = KeysResponse),
-        (status = 400, description = "bad parameter", body = ErrorBody),
-        (status = 401, description = "no or unknown api key", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        AdminErrors,
         (status = 403, description = "the key lacks the admin scope", body = ErrorBody),
-        (status = 429, description = "rate limited", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "seconds to wait"))),
     ),
     security(("bearer" = []))
 )]
