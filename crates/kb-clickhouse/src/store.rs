@@ -152,35 +152,17 @@ fn check_window(what: &str, w: Window) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks that a checkpoint belongs to the write it is committed with.
+/// Refuses a checkpoint that does not belong to the write it is committed with.
 fn check_checkpoint(
     cp: &Checkpoint,
     cluster: &str,
     endpoint: Endpoint,
     window: Option<Window>,
 ) -> Result<(), Error> {
-    if cp.cluster != cluster {
-        return Err(Error::Invalid(format!(
-            "checkpoint cluster {:?} does not match the window's cluster {cluster:?}",
-            cp.cluster
-        )));
+    match cp.mismatch(cluster, endpoint, window) {
+        Some(why) => Err(Error::Invalid(why)),
+        None => Ok(()),
     }
-    if cp.endpoint != endpoint {
-        return Err(Error::Invalid(format!(
-            "checkpoint endpoint {} does not match {}",
-            cp.endpoint.as_str(),
-            endpoint.as_str()
-        )));
-    }
-    if let Some(w) = window
-        && cp.window != w
-    {
-        return Err(Error::Invalid(format!(
-            "checkpoint window {} does not match the window written {w}",
-            cp.window
-        )));
-    }
-    Ok(())
 }
 
 /// The hour slots a window covers: `[slot_of(start), end)` in steps of an hour.

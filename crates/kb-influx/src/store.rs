@@ -294,23 +294,17 @@ impl InfluxStore {
     }
 }
 
+/// Refuses a checkpoint that does not belong to the write it is committed with.
 fn check_checkpoint(
     cp: &Checkpoint,
     cluster: &str,
     endpoint: Endpoint,
     window: Window,
 ) -> Result<(), StoreError> {
-    if cp.cluster != cluster || cp.endpoint != endpoint || cp.window != window {
-        return Err(Error::Invalid(format!(
-            "checkpoint for {} {} {} does not match the write ({cluster} {} {window})",
-            cp.cluster,
-            cp.endpoint.as_str(),
-            cp.window,
-            endpoint.as_str()
-        ))
-        .into());
+    match cp.mismatch(cluster, endpoint, Some(window)) {
+        Some(why) => Err(Error::Invalid(why).into()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Buffers one window's `cost_allocations` points as compressed request bodies and sends them

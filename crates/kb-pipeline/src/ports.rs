@@ -89,6 +89,39 @@ pub struct Checkpoint {
     pub null_fields: u64,
 }
 
+impl Checkpoint {
+    /// Why this checkpoint does not belong to the write it is committed with (another
+    /// cluster, endpoint or window), or `None` when it does. Every store checks this before
+    /// it commits, so a checkpoint can never mark data it was not written with.
+    pub fn mismatch(
+        &self,
+        cluster: &str,
+        endpoint: Endpoint,
+        window: Option<Window>,
+    ) -> Option<String> {
+        if self.cluster != cluster {
+            return Some(format!(
+                "checkpoint cluster {:?} does not match the window's cluster {cluster:?}",
+                self.cluster
+            ));
+        }
+        if self.endpoint != endpoint {
+            return Some(format!(
+                "checkpoint endpoint {} does not match {}",
+                self.endpoint.as_str(),
+                endpoint.as_str()
+            ));
+        }
+        match window {
+            Some(w) if self.window != w => Some(format!(
+                "checkpoint window {} does not match the window written {w}",
+                self.window
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// What a store holds for a committed window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowStats {
@@ -259,4 +292,48 @@ pub trait CostReader: Send + Sync {
         cluster: &str,
         range: Window,
     ) -> Result<Vec<Reconciliation>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_of_another_cluster_endpoint_or_window_is_named() {
+        let w = Window {
+            start: 0,
+            end: 3600,
+        };
+        let cp = Checkpoint {
+            cluster: "a".into(),
+            endpoint: Endpoint::Allocation,
+            window: w,
+            resolution: Resolution::Hour,
+            synced_at: 0,
+            rows: 1,
+            response_total_cost: 1.0,
+            null_fields: 0,
+        };
+        assert_eq!(cp.mismatch("a", Endpoint::Allocation, Some(w)), None);
+        assert_eq!(cp.mismatch("a", Endpoint::Allocation, None), None);
+        assert!(
+            cp.mismatch("b", Endpoint::Allocation, Some(w))
+                .unwrap()
+                .contains("cluster")
+        );
+        assert!(
+            cp.mismatch("a", Endpoint::Assets, Some(w))
+                .unwrap()
+                .contains("endpoint")
+        );
+        let other = Window {
+            start: 3600,
+            end: 7200,
+        };
+        assert!(
+            cp.mismatch("a", Endpoint::Allocation, Some(other))
+                .unwrap()
+                .contains("window")
+        );
+    }
 }

@@ -163,35 +163,17 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Checks that a checkpoint belongs to the write it is committed with.
+/// Refuses a checkpoint that does not belong to the write it is committed with.
 fn check_checkpoint(
     cp: &Checkpoint,
     cluster: &str,
     endpoint: Endpoint,
     window: Option<Window>,
 ) -> Result<(), StoreError> {
-    if cp.cluster != cluster {
-        return Err(StoreError::permanent(format!(
-            "checkpoint cluster {:?} does not match the window's cluster {cluster:?}",
-            cp.cluster
-        )));
+    match cp.mismatch(cluster, endpoint, window) {
+        Some(why) => Err(StoreError::permanent(why)),
+        None => Ok(()),
     }
-    if cp.endpoint != endpoint {
-        return Err(StoreError::permanent(format!(
-            "checkpoint endpoint {} does not match {}",
-            cp.endpoint.as_str(),
-            endpoint.as_str()
-        )));
-    }
-    if let Some(w) = window
-        && cp.window != w
-    {
-        return Err(StoreError::permanent(format!(
-            "checkpoint window {} does not match the window written {w}",
-            cp.window
-        )));
-    }
-    Ok(())
 }
 
 /// Replaces the checkpoints of a cluster and endpoint inside the checkpoint's window with it.
