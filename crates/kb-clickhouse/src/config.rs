@@ -1,6 +1,5 @@
 //! Connection settings of the ClickHouse store.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The database the store uses unless configured otherwise.
@@ -8,33 +7,7 @@ pub const DEFAULT_DATABASE: &str = "cloudtuner";
 /// Rows a window writer buffers before it sends an insert.
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 
-/// A secret string (the ClickHouse password): `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// Returns the secret itself (only to put it in a request header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use kb_pipeline::secret::Secret;
 
 /// How to reach ClickHouse and how to lay out the schema.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,5 @@
 //! Connection settings of the InfluxDB store.
 
-use std::fmt;
 use std::time::Duration;
 
 /// The database (1.x) the store writes to unless configured otherwise.
@@ -8,33 +7,7 @@ pub const DEFAULT_DATABASE: &str = "cloudtuner";
 /// Lines a window writer encodes into one request body.
 pub const DEFAULT_BATCH_LINES: usize = 5_000;
 
-/// A secret string (a password or an API token): `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// Returns the secret itself (only to put it in a request header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use kb_pipeline::secret::Secret;
 
 /// Which write API the store talks to.
 #[derive(Debug, Clone, PartialEq)]

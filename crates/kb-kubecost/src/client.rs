@@ -51,33 +51,7 @@ impl Flavor {
     }
 }
 
-/// A secret string: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-
-    /// Returns the secret itself (only to put it in a header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use kb_pipeline::secret::Secret;
 
 /// How to authenticate to Kubecost (usually behind an ingress or proxy).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //!   and the API's reads of them.
 //! - [`retry`]: exponential backoff with full jitter, `Retry-After`, and retry hints.
 //! - [`schedule`]: cron schedules that watch shutdown.
+//! - [`secret`]: the one redacting type for passwords and tokens.
 //! - [`shutdown`]: a cloneable shutdown signal.
 //!
 //! It depends on `kb-core` and `kb-analytics` (both pure) and never on an adapter crate.
@@ -14,4 +15,5 @@ pub mod insights;
 pub mod ports;
 pub mod retry;
 pub mod schedule;
+pub mod secret;
 pub mod shutdown;

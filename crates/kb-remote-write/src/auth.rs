@@ -8,42 +8,9 @@
 //! never tells which data sources exist.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
-/// A secret string: `Debug` and `Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
+pub use kb_pipeline::secret::Secret;
 
 /// One data source allowed to remote_write (config `remote_write.sources[]`, with the password
 /// already read from its file or environment variable by the binary).
@@ -113,7 +80,7 @@ impl Sources {
             if s.password.expose().is_empty() {
                 return Err(SourceError::EmptyPassword { index });
             }
-            let token = Secret(base64(
+            let token = Secret::new(base64(
                 format!("{}:{}", s.username, s.password.expose()).as_bytes(),
             ));
             let e = Entry {
@@ -129,7 +96,7 @@ impl Sources {
         }
         Ok(Sources {
             by_id,
-            dummy: Secret(base64(b"no-such-user:no-such-password-0123456789")),
+            dummy: Secret::new(base64(b"no-such-user:no-such-password-0123456789")),
         })
     }
 
@@ -256,7 +223,7 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(s.authenticate(Some(b"ds-1"), None), Err(AuthError::Invalid));
-        assert_eq!(format!("{:?}", Secret::new("x")), "<redacted>");
+        assert_eq!(format!("{:?}", Secret::new("x")), "***");
         assert!(!format!("{s:?}").contains("pa:ss"));
     }
 

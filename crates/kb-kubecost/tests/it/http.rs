@@ -399,7 +399,7 @@ async fn auth_headers_are_sent_and_secrets_never_printed() {
     )
     .await;
     let mut cfg = ClientConfig::new(url.clone(), Flavor::Kubecost);
-    cfg.auth = Auth::Bearer(Secret::new("s3cr3t-token".into()));
+    cfg.auth = Auth::Bearer(Secret::new("s3cr3t-token"));
     let bearer = Client::new(cfg.clone()).unwrap();
     assert!(bearer.budgets().await.unwrap().is_empty());
     let e = bearer.request_sizing("7d", None).await.unwrap_err();
@@ -416,7 +416,7 @@ async fn auth_headers_are_sent_and_secrets_never_printed() {
     let mut cfg = ClientConfig::new(url, Flavor::Kubecost);
     cfg.auth = Auth::Basic {
         username: "user".into(),
-        password: Secret::new("pass".into()),
+        password: Secret::new("pass"),
     };
     let basic = Client::new(cfg.clone()).unwrap();
     basic.budgets().await.unwrap();

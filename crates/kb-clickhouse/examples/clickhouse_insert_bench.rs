@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! URL=$(CLICKHOUSE_DIR=$(mktemp -d) scripts/services/clickhouse.sh start)
-//! KB_CLICKHOUSE_URL=$URL cargo run --release -p kb-clickhouse --example insert_bench [windows] [rows_per_window] [batch_rows]
+//! KB_CLICKHOUSE_URL=$URL cargo run --release -p kb-clickhouse --example clickhouse_insert_bench [windows] [rows_per_window] [batch_rows]
 //! scripts/services/clickhouse.sh stop
 //! ```
 //!
