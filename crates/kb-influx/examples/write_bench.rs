@@ -20,49 +20,6 @@ use kb_core::{Allocation, Resolution, Window};
 use kb_influx::{InfluxApi, InfluxConfig, InfluxStore};
 use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint, WindowStats};
 
-fn rows(window: Window, n: usize) -> Vec<Allocation> {
-    (0..n)
-        .map(|i| {
-            let ns = i / 400;
-            let ctrl = i / 20;
-            let mut a = Allocation {
-                name: format!("bench/ns-{ns}/pod-{i}/c"),
-                cluster: "bench".into(),
-                node: format!("node-{}", i % 50),
-                namespace: format!("ns-{ns}"),
-                controller_kind: "deployment".into(),
-                controller: format!("deploy-{ctrl}"),
-                pod: format!("deploy-{ctrl}-{i}"),
-                container: "app".into(),
-                provider_id: format!("aws:///i-{}", i % 50),
-                labels: vec![
-                    ("app".into(), format!("deploy-{ctrl}")),
-                    ("team".into(), format!("team-{}", ns % 7)),
-                ],
-                window,
-                start: window.start,
-                end: window.end,
-                minutes: 60.0,
-                ..Allocation::default()
-            };
-            let f = (i % 97) as f64 * 0.001;
-            a.cpu_cores = 0.5;
-            a.cpu_core_request_average = 0.5;
-            a.cpu_core_usage_average = 0.2 + f;
-            a.cpu_core_hours = 0.5;
-            a.cpu_cost = 0.01 + f;
-            a.ram_bytes = 1.0e9;
-            a.ram_byte_hours = 1.0e9;
-            a.ram_cost = 0.005 + f;
-            a.pv_cost = 0.001;
-            a.network_cost = 0.0001;
-            a.total_cost = a.cpu_cost + a.ram_cost + a.pv_cost + a.network_cost;
-            a.total_efficiency = 0.4;
-            a
-        })
-        .collect()
-}
-
 fn write(store: &InfluxStore, window: Window, batch: &[Allocation]) -> (f64, f64, WindowStats) {
     let t = Instant::now();
     let mut w = store
@@ -109,7 +66,10 @@ fn main() {
         "database {database}, {per_window} rows per window, batches of {batch_lines} lines, {}",
         if gzip { "gzip" } else { "plain bodies" }
     );
-    let bytes = kb_influx::encode_allocations("bench", &rows(Window::new(0, 3600).unwrap(), 1000));
+    let bytes = kb_influx::encode_allocations(
+        "bench",
+        &kb_conformance::bench_rows(Window::new(0, 3600).unwrap(), 1000),
+    );
     let gz = kb_influx::gzip(&bytes).unwrap();
     println!(
         "line protocol: {} bytes per row, {} gzipped",
@@ -121,7 +81,7 @@ fn main() {
     let mut total_secs = 0.0f64;
     for h in 0..windows {
         let window = Window::new(base + h as i64 * 3600, base + (h as i64 + 1) * 3600).unwrap();
-        let batch = rows(window, per_window);
+        let batch = kb_conformance::bench_rows(window, per_window);
         let (secs, written, stats) = write(&store, window, &batch);
         assert_eq!(stats.rows as usize, per_window);
         total_rows += per_window;
@@ -136,7 +96,11 @@ fn main() {
     }
     // Rewriting a window: delete of the old points, then the same writes.
     let window = Window::new(base, base + 3600).unwrap();
-    let (rewrite, _, stats) = write(&store, window, &rows(window, per_window));
+    let (rewrite, _, stats) = write(
+        &store,
+        window,
+        &kb_conformance::bench_rows(window, per_window),
+    );
     assert_eq!(stats.rows as usize, per_window);
     println!(
         "rewrite of window 0: {per_window} rows in {:.1} ms, {:.0} rows/s",
@@ -145,7 +109,7 @@ fn main() {
     );
     // Where a rewrite's time goes: the same steps as a commit, one by one.
     let client = store.client();
-    let batch = rows(window, per_window);
+    let batch = kb_conformance::bench_rows(window, per_window);
     let t = Instant::now();
     let bodies: Vec<Vec<u8>> = batch
         .chunks(batch_lines)

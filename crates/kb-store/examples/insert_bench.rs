@@ -10,52 +10,9 @@
 
 use std::time::Instant;
 
-use kb_core::{Allocation, Resolution, Window};
+use kb_core::{Resolution, Window};
 use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint};
 use kb_store::SqliteStore;
-
-fn rows(window: Window, n: usize) -> Vec<Allocation> {
-    (0..n)
-        .map(|i| {
-            let ns = i / 400;
-            let ctrl = i / 20;
-            let mut a = Allocation {
-                name: format!("bench/ns-{ns}/pod-{i}/c"),
-                cluster: "bench".into(),
-                node: format!("node-{}", i % 50),
-                namespace: format!("ns-{ns}"),
-                controller_kind: "deployment".into(),
-                controller: format!("deploy-{ctrl}"),
-                pod: format!("deploy-{ctrl}-{i}"),
-                container: "app".into(),
-                provider_id: format!("aws:///i-{}", i % 50),
-                labels: vec![
-                    ("app".into(), format!("deploy-{ctrl}")),
-                    ("team".into(), format!("team-{}", ns % 7)),
-                ],
-                window,
-                start: window.start,
-                end: window.end,
-                minutes: 60.0,
-                ..Allocation::default()
-            };
-            let f = (i % 97) as f64 * 0.001;
-            a.cpu_cores = 0.5;
-            a.cpu_core_request_average = 0.5;
-            a.cpu_core_usage_average = 0.2 + f;
-            a.cpu_core_hours = 0.5;
-            a.cpu_cost = 0.01 + f;
-            a.ram_bytes = 1.0e9;
-            a.ram_byte_hours = 1.0e9;
-            a.ram_cost = 0.005 + f;
-            a.pv_cost = 0.001;
-            a.network_cost = 0.0001;
-            a.total_cost = a.cpu_cost + a.ram_cost + a.pv_cost + a.network_cost;
-            a.total_efficiency = 0.4;
-            a
-        })
-        .collect()
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -69,7 +26,7 @@ fn main() {
     let mut steady = Vec::new();
     for h in 0..windows {
         let window = Window::new(base + h as i64 * 3600, base + (h as i64 + 1) * 3600).unwrap();
-        let batch = rows(window, per_window);
+        let batch = kb_conformance::bench_rows(window, per_window);
         let t = Instant::now();
         let mut w = store
             .begin_allocations("bench", window, Resolution::Hour)
@@ -112,7 +69,7 @@ fn main() {
     }
     // Rewriting a window replaces it: the same cost as a fresh one plus the delete.
     let window = Window::new(base, base + 3600).unwrap();
-    let batch = rows(window, per_window);
+    let batch = kb_conformance::bench_rows(window, per_window);
     let t = Instant::now();
     let mut w = store
         .begin_allocations("bench", window, Resolution::Hour)
