@@ -174,6 +174,21 @@ impl Resolver {
         self.fresh.insert(self.key.clone(), id);
     }
 
+    /// Adds a dimension row the cache did not know ([`insert_then_select`]: the insert and
+    /// the select take the same parameters) and remembers its id.
+    fn insert_new(
+        &mut self,
+        conn: &Connection,
+        op: &str,
+        insert: &str,
+        select: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<i64, StoreError> {
+        let id = insert_then_select(conn, insert, select, params).map_err(db_err(op))?;
+        self.remember(id);
+        Ok(id)
+    }
+
     fn start_key(&mut self, tag: u8) {
         self.key.clear();
         self.key.push(tag);
@@ -196,16 +211,13 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve cluster id";
-        let id = insert_or_select(
+        self.insert_new(
             conn,
-            "INSERT INTO clusters (name) VALUES (?1) ON CONFLICT DO NOTHING RETURNING id",
+            op,
+            "INSERT INTO clusters (name) VALUES (?1)",
             "SELECT id FROM clusters WHERE name = ?1",
             params![name],
-            params![name],
         )
-        .map_err(db_err(op))?;
-        self.remember(id);
-        Ok(id)
     }
 
     /// Returns the id of a namespace of a cluster.
@@ -222,16 +234,13 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve namespace id";
-        let id = insert_then_select(
+        self.insert_new(
             conn,
+            op,
             "INSERT INTO namespaces (cluster_id, name) VALUES (?1, ?2)",
             "SELECT id FROM namespaces WHERE cluster_id = ?1 AND name = ?2",
             params![cluster_id, name],
-            params![cluster_id, name],
         )
-        .map_err(db_err(op))?;
-        self.remember(id);
-        Ok(id)
     }
 
     /// Returns the id of a controller (kind and name) of a namespace.
@@ -250,16 +259,13 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve controller id";
-        let id = insert_then_select(
+        self.insert_new(
             conn,
+            op,
             "INSERT INTO controllers (namespace_id, kind, name) VALUES (?1, ?2, ?3)",
             "SELECT id FROM controllers WHERE namespace_id = ?1 AND kind = ?2 AND name = ?3",
             params![namespace_id, kind, name],
-            params![namespace_id, kind, name],
         )
-        .map_err(db_err(op))?;
-        self.remember(id);
-        Ok(id)
     }
 
     /// Returns the id of a node of a cluster; a provider id fills in one stored empty.
@@ -325,16 +331,13 @@ impl Resolver {
             return Ok(id);
         }
         let op = "resolve pod id";
-        let id = insert_then_select(
+        self.insert_new(
             conn,
+            op,
             "INSERT INTO pods (controller_id, name, node_id) VALUES (?1, ?2, ?3)",
             "SELECT id FROM pods WHERE controller_id = ?1 AND name = ?2 AND node_id = ?3",
             params![controller_id, name, node_id],
-            params![controller_id, name, node_id],
         )
-        .map_err(db_err(op))?;
-        self.remember(id);
-        Ok(id)
     }
 
     /// Returns the id of a label set (labels or annotations), stored as a JSON object.
@@ -375,13 +378,11 @@ impl Resolver {
     fn label_set_miss(&mut self, conn: &Connection) -> Result<i64, StoreError> {
         let op = "resolve label set id";
         let hash = fnv1a(self.json.as_bytes());
-        let json = self.json.as_str();
         let id = insert_then_select(
             conn,
             "INSERT INTO label_sets (hash, json) VALUES (?1, ?2)",
             "SELECT id FROM label_sets WHERE hash = ?1 AND json = ?2",
-            params![hash, json],
-            params![hash, json],
+            params![hash, self.json.as_str()],
         )
         .map_err(db_err(op))?;
         self.remember(id);
@@ -461,45 +462,23 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Inserts a dimension row and returns its id (`RETURNING`), or, when the row already exists
-/// (the insert returned nothing), selects the existing id.
-fn insert_or_select<P: rusqlite::Params, Q: rusqlite::Params>(
-    conn: &Connection,
-    insert: &str,
-    select: &str,
-    insert_params: P,
-    select_params: Q,
-) -> rusqlite::Result<i64> {
-    {
-        let mut st = conn.prepare_cached(insert)?;
-        let mut rows = st.query(insert_params)?;
-        if let Some(row) = rows.next()? {
-            return row.get(0);
-        }
-    }
-    conn.prepare_cached(select)?
-        .query_row(select_params, |r| r.get(0))
-}
-
 /// Inserts a dimension row the cache does not know and returns its new id; when the row
 /// exists after all (another writer added it, or the cache was cold), the unique constraint
 /// fails and the existing id is selected. A failed INSERT undoes only itself in SQLite, so the
 /// window's transaction goes on. The plain INSERT (no `ON CONFLICT ... RETURNING`, no row
 /// cursor) is the fast path: on a new cluster every pod and label set takes it once.
-fn insert_then_select<P: rusqlite::Params, Q: rusqlite::Params>(
+fn insert_then_select(
     conn: &Connection,
     insert: &str,
     select: &str,
-    insert_params: P,
-    select_params: Q,
+    params: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<i64> {
-    match conn.prepare_cached(insert)?.execute(insert_params) {
+    match conn.prepare_cached(insert)?.execute(params) {
         Ok(_) => Ok(conn.last_insert_rowid()),
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
-            conn.prepare_cached(select)?
-                .query_row(select_params, |r| r.get(0))
+            conn.prepare_cached(select)?.query_row(params, |r| r.get(0))
         }
         Err(e) => Err(e),
     }
