@@ -1,6 +1,6 @@
 //! The endpoints: parameter checks, cluster access, cache, and the blocking reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::Extension;
 use axum::extract::rejection::PathRejection;
@@ -8,13 +8,15 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use kb_analytics::Rules;
 use kb_analytics::anomaly::Severity;
+use kb_analytics::rules::{Target, attribute, sanitize_key};
 use kb_analytics::summary::{Dimension, Granularity as AGran};
-use kb_core::Window;
 use kb_core::model::IDLE;
 use kb_core::window::format_rfc3339;
+use kb_core::{Allocation, Window};
 use kb_pipeline::insights::names;
-use kb_pipeline::ports::{CostQuery, CostRow, Granularity as PGran, GroupBy};
+use kb_pipeline::ports::{CostQuery, CostRow, Granularity as PGran, GroupBy, PodLabels};
 use serde::Serialize;
 use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{
@@ -188,6 +190,23 @@ pub(crate) struct WorkloadParams {
     namespace: Option<String>,
     /// Include the pods beneath each workload (default `true`).
     pods: Option<bool>,
+    /// Only pods attributed to this team by the aggregator's label-to-team mapping rules
+    /// (`aggregation.rules.mappings`; `unallocated` for pods no rule matches), from each pod's
+    /// newest labels in the range. Idle rows are left out.
+    #[param(
+        min_length = 1,
+        max_length = 253,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    team: Option<String>,
+    /// Only pods with this label, `key:value` (the key as written or Prometheus-sanitised, as
+    /// Kubecost reports it), from each pod's newest labels in the range. Idle rows are left out.
+    #[param(
+        min_length = 3,
+        max_length = 253,
+        pattern = "^[^:\\u0000-\\u001f\\u007f-\\u009f]+:[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    label: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -1033,6 +1052,8 @@ cluster_endpoint! {
         "idle",
         "namespace",
         "pods",
+        "team",
+        "label",
         "sort",
         "order",
         "limit",
@@ -1050,6 +1071,82 @@ cluster_endpoint! {
     ))
 }
 
+/// A pod: namespace, controller kind, controller, name.
+type PodKey = (String, String, String, String);
+
+/// The `/workloads` filters on pod attributes: a team (through the mapping rules) and a label.
+#[derive(Debug, Clone)]
+struct PodFilter {
+    team: Option<String>,
+    label: Option<(String, String)>,
+}
+
+impl PodFilter {
+    fn parse(q: &Query) -> Result<Option<PodFilter>, ApiError> {
+        let team = q.text("team")?.map(str::to_string);
+        let label = match q.text("label")? {
+            None => None,
+            Some(v) => match v.split_once(':') {
+                Some((k, val)) if !k.is_empty() && !val.is_empty() => {
+                    Some((k.to_string(), val.to_string()))
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "label: expected key:value, for example label=app:checkout",
+                    ));
+                }
+            },
+        };
+        Ok((team.is_some() || label.is_some()).then_some(PodFilter { team, label }))
+    }
+
+    fn matches(&self, p: &PodLabels, cluster: &str, rules: &Rules) -> bool {
+        if let Some((k, v)) = &self.label {
+            let sk = sanitize_key(k);
+            let found = p
+                .labels
+                .iter()
+                .any(|(lk, lv)| lv == v && (lk == k || sanitize_key(lk) == sk));
+            if !found {
+                return false;
+            }
+        }
+        if let Some(team) = &self.team {
+            let a = Allocation {
+                cluster: cluster.to_string(),
+                namespace: p.namespace.clone(),
+                controller_kind: p.controller_kind.clone(),
+                controller: p.controller.clone(),
+                pod: p.pod.clone(),
+                labels: p.labels.clone(),
+                annotations: p.annotations.clone(),
+                namespace_labels: p.namespace_labels.clone(),
+                ..Allocation::default()
+            };
+            if attribute(&a, Target::Team, rules) != *team {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The (namespace, controller kind, controller, pod) keys of the pods that pass.
+    fn matching_pods(
+        &self,
+        st: &ApiState,
+        cluster: &str,
+        namespace: Option<&str>,
+        w: Window,
+    ) -> Result<HashSet<PodKey>, ApiError> {
+        let pods = st.costs.pod_labels(cluster, namespace, w)?;
+        Ok(pods
+            .into_iter()
+            .filter(|p| self.matches(p, cluster, &st.rules))
+            .map(|p| (p.namespace, p.controller_kind, p.controller, p.pod))
+            .collect())
+    }
+}
+
 fn idle_name(r: &CostRow) -> String {
     if r.namespace.is_empty() && data::idle_only(r) {
         IDLE.to_string()
@@ -1064,17 +1161,29 @@ async fn workloads_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let fmt = q.format()?;
     let with_pods = q.flag("pods", true)?;
     let namespace = q.text("namespace")?.map(str::to_string);
+    let filter = PodFilter::parse(&q)?;
     sort_page(Vec::<(Costs, String)>::new(), &q, |r| (&r.0, r.1.as_str()))?;
     let cache_key = key("workloads", &cluster, &q, Some(w));
     cached_known(st, cache_key, cluster, move |st, cluster| {
-        let rows = st.costs.costs(&CostQuery {
+        let mut rows = st.costs.costs(&CostQuery {
             cluster: Some(cluster.clone()),
-            namespace,
+            namespace: namespace.clone(),
             range: w,
             granularity: None,
             group_by: GroupBy::Pod,
             include_idle: idle,
         })?;
+        if let Some(f) = &filter {
+            let keep = f.matching_pods(&st, &cluster, namespace.as_deref(), w)?;
+            rows.retain(|r| {
+                keep.contains(&(
+                    r.namespace.clone(),
+                    r.controller_kind.clone(),
+                    r.controller.clone(),
+                    r.pod.clone(),
+                ))
+            });
+        }
         type Key = (String, String, String);
         let mut groups: BTreeMap<Key, (Acc, Vec<PodRow>)> = BTreeMap::new();
         for r in &rows {

@@ -29,10 +29,11 @@
 //! Answers are cached (see [`cache`]) with their gzip form, sent to clients whose
 //! `Accept-Encoding` allows gzip (`Vary: accept-encoding`).
 //!
-//! Time ranges are whole UTC hours (see [`params`]). Not implemented: OIDC/JWT (API keys
-//! only), TLS (terminate it in front, or the binary wraps the router), Parquet export, a
-//! team/label filter on `/workloads` (the `CostReader` port carries no labels; `/teams` serves
-//! team totals from the summaries).
+//! Time ranges are whole UTC hours (see [`params`]). `/workloads` filters by `team`
+//! (the aggregator's label-to-team mapping rules, [`ApiState::rules`]) and `label`, matched
+//! against each pod's newest labels in the range ([`CostReader::pod_labels`]). Not
+//! implemented: OIDC/JWT (API keys only), TLS (terminate it in front, or the binary wraps the
+//! router), Parquet export.
 
 pub mod audit;
 pub mod auth;
@@ -140,6 +141,9 @@ pub struct ApiState {
     pub limits: Limits,
     /// ISO 4217 code written as FOCUS `BillingCurrency` (Kubecost reports in one currency).
     pub currency: String,
+    /// The allocation rules whose label-to-team mappings the `/workloads` `team` filter
+    /// applies (the aggregator's, so both agree); no mappings by default.
+    pub rules: Arc<kb_analytics::Rules>,
     cache: Arc<ResponseCache>,
     directory: Arc<Mutex<Option<Directory>>>,
 }
@@ -179,6 +183,7 @@ impl ApiState {
             )),
             limits,
             currency: "USD".to_string(),
+            rules: Arc::new(kb_analytics::Rules::new(0)),
             directory: Arc::new(Mutex::new(None)),
         })
     }
@@ -191,6 +196,12 @@ impl ApiState {
             limits.cache_bytes,
         ));
         self.limits = limits;
+        self
+    }
+
+    /// Sets the allocation rules the `team` filter maps labels with.
+    pub fn with_rules(mut self, rules: kb_analytics::Rules) -> ApiState {
+        self.rules = Arc::new(rules);
         self
     }
 

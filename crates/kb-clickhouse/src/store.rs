@@ -10,8 +10,8 @@ use kb_core::{
     SpecCostPrediction, Window,
 };
 use kb_pipeline::ports::{
-    Checkpoint, CostQuery, CostReader, CostRow, CostStore, Endpoint, Reconciliation, StoreError,
-    WindowStats, WindowWriter,
+    Checkpoint, CostQuery, CostReader, CostRow, CostStore, Endpoint, PodLabels, Reconciliation,
+    StoreError, WindowStats, WindowWriter,
 };
 
 use crate::config::{ClickHouseConfig, is_identifier};
@@ -1273,6 +1273,67 @@ impl CostReader for ClickHouseStore {
         let op = "query costs";
         let body = self.inner.query(op, costs_sql(&self.inner.layout, q))?;
         Ok(decode_costs(&body, q).map_err(decode_err(op))?)
+    }
+
+    fn pod_labels(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        range: Window,
+    ) -> Result<Vec<PodLabels>, StoreError> {
+        let op = "read pod labels";
+        let inner = &self.inner;
+        let mut filters = vec![
+            format!("cluster = {}", lit(cluster)),
+            format!("window_start >= {}", dt(range.start)),
+            format!("window_start < {}", dt(range.end)),
+            "is_idle = 0".to_string(),
+        ];
+        if let Some(ns) = namespace {
+            filters.push(format!("namespace = {}", lit(ns)));
+        }
+        filters.push(visible(
+            &inner.layout,
+            "allocation",
+            Some(cluster),
+            range.start,
+            range.end,
+        ));
+        let body = inner.query(
+            op,
+            format!(
+                "SELECT toString(namespace) AS ns_, toString(controller_kind) AS ck_, \
+                 toString(controller) AS ct_, toString(pod) AS pd_, \
+                 argMax(labels, window_start), argMax(annotations, window_start), \
+                 argMax(namespace_labels, window_start) FROM {} WHERE {} \
+                 GROUP BY ns_, ck_, ct_, pd_ ORDER BY ns_, ct_, ck_, pd_ FORMAT RowBinary",
+                inner.layout.table("allocations"),
+                filters.join(" AND "),
+            ),
+        )?;
+        let mut r = Reader::new(&body);
+        let d = decode_err(op);
+        let labels = |json: String| -> Result<kb_core::model::Labels, Error> {
+            serde_json::from_str::<std::collections::BTreeMap<String, String>>(&json)
+                .map(|m| m.into_iter().collect())
+                .map_err(|e| Error::Decode {
+                    op: op.to_string(),
+                    message: format!("stored labels are not a JSON object of strings: {e}"),
+                })
+        };
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            out.push(PodLabels {
+                namespace: r.string().map_err(&d)?,
+                controller_kind: r.string().map_err(&d)?,
+                controller: r.string().map_err(&d)?,
+                pod: r.string().map_err(&d)?,
+                labels: labels(r.string().map_err(&d)?)?,
+                annotations: labels(r.string().map_err(&d)?)?,
+                namespace_labels: labels(r.string().map_err(&d)?)?,
+            });
+        }
+        Ok(out)
     }
 
     fn clusters(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -229,6 +229,19 @@ impl CostReader for InfluxStore {
     ) -> Result<Vec<Reconciliation>, StoreError> {
         InfluxStore::reconciliations(self, cluster, range)
     }
+
+    /// The seed's `cost_allocations` measurement keeps no pod labels (only the `team` and
+    /// `owner` tags), so label and team filters cannot be answered from InfluxDB.
+    fn pod_labels(
+        &self,
+        _cluster: &str,
+        _namespace: Option<&str>,
+        _range: Window,
+    ) -> Result<Vec<kb_pipeline::ports::PodLabels>, StoreError> {
+        Err(StoreError::permanent(
+            "InfluxDB keeps no pod labels: serve label and team filters from SQLite or ClickHouse",
+        ))
+    }
 }
 
 #[cfg(test)]

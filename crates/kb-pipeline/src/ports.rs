@@ -277,6 +277,22 @@ pub struct CostRow {
     pub rows: u64,
 }
 
+/// The labels one pod carried, as last stored within a range: what the API's team and label
+/// filters match (the cost rows themselves carry no labels).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub controller_kind: String,
+    pub controller: String,
+    pub pod: String,
+    /// Pod labels, sorted by key.
+    pub labels: kb_core::model::Labels,
+    /// Pod annotations, sorted by key.
+    pub annotations: kb_core::model::Labels,
+    /// Namespace labels, sorted by key.
+    pub namespace_labels: kb_core::model::Labels,
+}
+
 /// Reads costs back out of a store: the port the REST API serves.
 pub trait CostReader: Send + Sync {
     /// Answers a cost query, ordered by bucket, then cluster, namespace, controller and pod.
@@ -292,6 +308,16 @@ pub trait CostReader: Send + Sync {
         cluster: &str,
         range: Window,
     ) -> Result<Vec<Reconciliation>, StoreError>;
+
+    /// Returns, for each pod of `cluster` (and `namespace` when given) with an allocation
+    /// window starting inside `range`, the labels of its newest such allocation; ordered by
+    /// namespace, controller, pod. Idle rows are not pods and are left out.
+    fn pod_labels(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        range: Window,
+    ) -> Result<Vec<PodLabels>, StoreError>;
 }
 
 #[cfg(test)]

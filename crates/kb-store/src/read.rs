@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kb_core::{Allocation, Window};
+use kb_pipeline::ports::PodLabels;
 use rusqlite::{OpenFlags, params};
 
 use crate::error::{StoreError, db_err};
@@ -140,6 +141,75 @@ impl SqliteStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// [`CostReader::pod_labels`](kb_pipeline::ports::CostReader::pod_labels): one indexed scan
+    /// of the range, grouped by pod id, keeping the label set ids of each pod's newest window.
+    pub(crate) fn read_pod_labels(
+        conn: &rusqlite::Connection,
+        cluster: &str,
+        namespace: Option<&str>,
+        range: Window,
+    ) -> Result<Vec<PodLabels>, StoreError> {
+        let op = "read pod labels";
+        // SQLite takes the bare columns of a `max()` aggregate from the row holding the max.
+        let sql = format!(
+            "WITH g AS (SELECT a.pod_id AS pid, a.namespace_id AS nid, a.controller_id AS kid, \
+             a.labels_id AS lid, a.annotations_id AS aid, a.namespace_labels_id AS nlid, \
+             max(a.window_start) AS newest FROM allocations a \
+             WHERE a.cluster_id = (SELECT id FROM clusters WHERE name = ?1) \
+             AND a.window_start >= ?2 AND a.window_start < ?3 AND a.is_idle = 0{} \
+             GROUP BY a.pod_id) \
+             SELECT ns.name, ct.kind, ct.name, p.name, COALESCE(l.json, '{{}}'), \
+             COALESCE(an.json, '{{}}'), COALESCE(nl.json, '{{}}'), g.newest \
+             FROM g JOIN namespaces ns ON ns.id = g.nid JOIN controllers ct ON ct.id = g.kid \
+             JOIN pods p ON p.id = g.pid LEFT JOIN label_sets l ON l.id = g.lid \
+             LEFT JOIN label_sets an ON an.id = g.aid LEFT JOIN label_sets nl ON nl.id = g.nlid \
+             ORDER BY ns.name, ct.name, ct.kind, p.name",
+            if namespace.is_some() {
+                " AND a.namespace_id IN (SELECT id FROM namespaces WHERE name = ?4)"
+            } else {
+                ""
+            }
+        );
+        let mut st = conn.prepare_cached(&sql).map_err(db_err(op))?;
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(PodLabels, i64)> {
+            let p = PodLabels {
+                namespace: r.get(0)?,
+                controller_kind: r.get(1)?,
+                controller: r.get(2)?,
+                pod: r.get(3)?,
+                labels: labels(&r.get::<_, String>(4)?),
+                annotations: labels(&r.get::<_, String>(5)?),
+                namespace_labels: labels(&r.get::<_, String>(6)?),
+            };
+            Ok((p, r.get(7)?))
+        };
+        let rows = match namespace {
+            Some(ns) => st.query_map(params![cluster, range.start, range.end, ns], map),
+            None => st.query_map(params![cluster, range.start, range.end], map),
+        }
+        .map_err(db_err(op))?;
+        // A pod id is per node: the same pod on two nodes is one pod here, with the labels of
+        // its newest window (rows of one pod name are adjacent in this order).
+        let mut out: Vec<(PodLabels, i64)> = Vec::new();
+        for row in rows {
+            let (p, newest) = row.map_err(db_err(op))?;
+            match out.last_mut() {
+                Some(last)
+                    if last.0.namespace == p.namespace
+                        && last.0.controller_kind == p.controller_kind
+                        && last.0.controller == p.controller
+                        && last.0.pod == p.pod =>
+                {
+                    if newest > last.1 {
+                        *last = (p, newest);
+                    }
+                }
+                _ => out.push((p, newest)),
+            }
+        }
+        Ok(out.into_iter().map(|(p, _)| p).collect())
     }
 }
 

@@ -25,8 +25,8 @@ use kb_core::{
     Allocation, Asset, Budget, Resolution, SavingsRecommendation, SpecCostPrediction, Window,
 };
 use kb_pipeline::ports::{
-    Checkpoint, CostQuery, CostReader, CostRow, CostStore, Endpoint, Reconciliation, WindowStats,
-    WindowWriter,
+    Checkpoint, CostQuery, CostReader, CostRow, CostStore, Endpoint, PodLabels, Reconciliation,
+    WindowStats, WindowWriter,
 };
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
@@ -1248,6 +1248,15 @@ fn monthly_values(m: &kb_core::MonthlyCost) -> [f64; 7] {
 impl CostReader for SqliteStore {
     fn costs(&self, q: &CostQuery) -> Result<Vec<CostRow>, StoreError> {
         self.with_conn(|c| crate::query::costs(c, q))
+    }
+
+    fn pod_labels(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        range: Window,
+    ) -> Result<Vec<PodLabels>, StoreError> {
+        self.with_conn(|c| SqliteStore::read_pod_labels(c, cluster, namespace, range))
     }
 
     fn clusters(&self) -> Result<Vec<(String, i64)>, StoreError> {

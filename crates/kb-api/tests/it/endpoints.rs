@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use kb_analytics::rules::Target;
 use kb_analytics::summary::{Dimension, Granularity};
-use kb_core::Window;
 use kb_core::window::{DAY, HOUR};
+use kb_core::{Allocation, Window};
 use kb_pipeline::insights::{InsightReader, SummaryQuery};
 use kb_pipeline::ports::{CostQuery, CostReader, Granularity as PGran, GroupBy};
 use serde_json::Value;
@@ -564,4 +565,84 @@ fn gzip_when_the_client_accepts_it() {
             .cloned()
     });
     assert!(enc.is_none());
+}
+
+/// `team` (through the mapping rules) and `label` filters: each team's workloads sum to the cost
+/// of the pods whose newest labels the rules map to that team, computed here from the stored
+/// allocation rows; the teams together cover every non-idle cost; `label=team:X` selects the
+/// same pods as `team=X` under rules that copy the `team` label.
+#[test]
+fn workloads_filter_by_team_and_label() {
+    let s = Server::start();
+    let range = all();
+    // Newest labels per pod, and each pod's non-idle cost, from the raw rows.
+    let mut newest: BTreeMap<(String, String, String, String), (i64, Allocation)> = BTreeMap::new();
+    let mut cost: BTreeMap<(String, String, String, String), f64> = BTreeMap::new();
+    fixture()
+        .store
+        .allocations("cluster-1", range, &mut |a| {
+            if a.namespace == "__idle__" || a.pod.is_empty() {
+                return Ok(());
+            }
+            let k = (
+                a.namespace.clone(),
+                a.controller_kind.clone(),
+                a.controller.clone(),
+                a.pod.clone(),
+            );
+            *cost.entry(k.clone()).or_default() += a.total_cost;
+            let e = newest.entry(k).or_insert((i64::MIN, Allocation::default()));
+            if a.window.start > e.0 {
+                *e = (a.window.start, a);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for (k, (_, a)) in &newest {
+        let team = kb_analytics::rules::attribute(a, Target::Team, &rules());
+        *want.entry(team).or_default() += cost[k];
+    }
+    assert!(want.len() >= 2, "the fleet has several teams: {want:?}");
+    let non_idle = store_total(range, false);
+    assert!(close(want.values().sum::<f64>(), non_idle));
+    for (team, expected) in &want {
+        let v = s.json(&format!(
+            "/api/v1/costs/kubernetes/cluster-1/workloads?{W}&team={team}&limit=100000"
+        ));
+        let got: f64 = v["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| f(&w["total_cost"]))
+            .sum();
+        assert!(close(got, *expected), "team {team}: {got} != {expected}");
+        assert!(close(f(&v["total_cost"]), *expected));
+        if team != "unallocated" {
+            let by_label = s.json(&format!(
+                "/api/v1/costs/kubernetes/cluster-1/workloads?{W}&label=team:{team}&limit=100000"
+            ));
+            assert_eq!(by_label["workloads"], v["workloads"], "label=team:{team}");
+        }
+    }
+    // Both filters at once narrow to their intersection: here, nothing.
+    let teams: Vec<&String> = want.keys().collect();
+    let v = s.json(&format!(
+        "/api/v1/costs/kubernetes/cluster-1/workloads?{W}&team={}&label=team:{}",
+        teams[0], teams[1]
+    ));
+    assert_eq!(v["workloads"].as_array().unwrap().len(), 0);
+    assert_eq!(f(&v["total_cost"]), 0.0);
+    // A team no pod has, and a malformed label.
+    let v = s.json(&format!(
+        "/api/v1/costs/kubernetes/cluster-1/workloads?{W}&team=nobody-has-this"
+    ));
+    assert_eq!(v["workloads"].as_array().unwrap().len(), 0);
+    for bad in ["label=team", "label=:x", "label=team:"] {
+        let (status, _, body) = s.get(
+            Some(ADMIN),
+            &format!("/api/v1/costs/kubernetes/cluster-1/workloads?{W}&{bad}"),
+        );
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }

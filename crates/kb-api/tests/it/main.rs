@@ -351,7 +351,8 @@ impl Server {
             Arc::new(|| NOW),
         )
         .unwrap()
-        .with_limits(limits);
+        .with_limits(limits)
+        .with_rules(rules());
         let app = kb_api::router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let url = rt().block_on(async move {

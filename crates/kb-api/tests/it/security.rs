@@ -7,7 +7,7 @@ use std::time::Duration;
 use kb_analytics::anomaly::Anomaly;
 use kb_core::{Budget, SavingsRecommendation, SpecCostPrediction, Window};
 use kb_pipeline::insights::{ForecastRow, InsightReader, StoredSummary, SummaryQuery};
-use kb_pipeline::ports::{CostQuery, CostReader, CostRow, Reconciliation, StoreError};
+use kb_pipeline::ports::{CostQuery, CostReader, CostRow, PodLabels, Reconciliation, StoreError};
 use kb_store::SqliteStore;
 
 use kb_api::{AuthConfig, Limits};
@@ -330,6 +330,14 @@ impl CostReader for Slow {
     }
     fn reconciliations(&self, c: &str, r: Window) -> Result<Vec<Reconciliation>, StoreError> {
         self.0.reconciliations(c, r)
+    }
+    fn pod_labels(
+        &self,
+        c: &str,
+        ns: Option<&str>,
+        r: Window,
+    ) -> Result<Vec<PodLabels>, StoreError> {
+        self.0.pod_labels(c, ns, r)
     }
 }
 

@@ -388,3 +388,65 @@ fn every_row_keeps_its_own_values_when_neighbours_share_some() {
         assert!(q.next().unwrap().is_none());
     }
 }
+
+/// `pod_labels`: one entry per pod (the same pod on two nodes is one pod), with the labels of
+/// its newest window in the range; idle rows are not pods; the namespace filter narrows.
+#[test]
+fn pod_labels_are_the_newest_per_pod() {
+    let (_dir, store) = store();
+    let mut early = alloc(hour(0), "ns-a", "web", "web-1", 1.0);
+    early.labels = vec![("team".into(), "old".into())];
+    let mut other_node = alloc(hour(0), "ns-a", "web", "web-1", 1.0);
+    other_node.node = "node-2".into();
+    other_node.name = format!("{CLUSTER}/ns-a/web-1/app-2");
+    other_node.labels = vec![("team".into(), "old".into())];
+    put_window(
+        &store,
+        hour(0),
+        Resolution::Hour,
+        &[
+            early,
+            other_node,
+            alloc(hour(0), "ns-b", "db", "db-0", 2.0),
+            idle(hour(0), 3.0),
+        ],
+    );
+    let mut late = alloc(hour(1), "ns-a", "web", "web-1", 1.0);
+    late.labels = vec![("app".into(), "web".into()), ("team".into(), "new".into())];
+    late.annotations = vec![("owner".into(), "ana".into())];
+    put_window(&store, hour(1), Resolution::Hour, &[late]);
+
+    let both = kb_core::Window::new(DAY0, DAY0 + 2 * HOUR).unwrap();
+    let pods = store.pod_labels(CLUSTER, None, both).unwrap();
+    let names: Vec<(&str, &str)> = pods
+        .iter()
+        .map(|p| (p.namespace.as_str(), p.pod.as_str()))
+        .collect();
+    assert_eq!(names, [("ns-a", "web-1"), ("ns-b", "db-0")]);
+    assert_eq!(
+        pods[0].labels,
+        [
+            ("app".to_string(), "web".to_string()),
+            ("team".into(), "new".into())
+        ]
+    );
+    assert_eq!(
+        pods[0].annotations,
+        [("owner".to_string(), "ana".to_string())]
+    );
+    assert_eq!(
+        pods[0].namespace_labels,
+        [("team".to_string(), "ns-a".to_string())]
+    );
+    assert_eq!(pods[0].controller_kind, "deployment");
+    assert_eq!(pods[0].controller, "web");
+    // Only the first hour: the older labels.
+    let first = store.pod_labels(CLUSTER, None, hour(0)).unwrap();
+    assert_eq!(first[0].labels, [("team".to_string(), "old".to_string())]);
+    // A namespace, a cluster and a range with nothing.
+    let b = store.pod_labels(CLUSTER, Some("ns-b"), both).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].pod, "db-0");
+    assert!(store.pod_labels("other", None, both).unwrap().is_empty());
+    assert!(store.pod_labels(CLUSTER, None, hour(5)).unwrap().is_empty());
+}
