@@ -31,8 +31,9 @@
 //!
 //! Time ranges are whole UTC hours (see [`params`]). `/workloads` filters by `team`
 //! (the aggregator's label-to-team mapping rules, [`ApiState::rules`]) and `label`, matched
-//! against each pod's newest labels in the range ([`CostReader::pod_labels`]). Not
-//! implemented: OIDC/JWT (API keys only), TLS (terminate it in front, or the binary wraps the
+//! against each pod's newest labels in the range ([`CostReader::pod_labels`]). OIDC/JWT
+//! bearer tokens are accepted beside the keys when configured (see [`jwt`]). Not
+//! implemented: TLS (terminate it in front, or the binary wraps the
 //! router), Parquet export.
 
 pub mod audit;
@@ -42,6 +43,7 @@ mod csv;
 mod data;
 pub mod error;
 mod handlers;
+pub mod jwt;
 pub mod model;
 pub mod openapi;
 pub mod params;
@@ -64,6 +66,7 @@ pub use auth::{
 };
 pub use cache::ResponseCache;
 pub use error::ApiError;
+pub use jwt::{Jwks, JwtAuth, JwtConfig};
 pub use model::Alert;
 
 /// Reads alerts for the `/alerts` endpoint (alert rules arrive with issue 7).
@@ -340,7 +343,13 @@ async fn guard(
     let gzip_ok = accepts_gzip(req.headers());
     let (who, mut resp) = match st.keys.authenticate(auth.as_deref()) {
         Err(e) => (None, e.into_response()),
-        Ok(p) => match st.keys.admit(&p, Instant::now()) {
+        // Every route needs at least `read` (`admin` implies it): a key always has a scope,
+        // a JWT may carry none of ours.
+        Ok(p) => match st
+            .keys
+            .admit(&p, Instant::now())
+            .and_then(|()| p.require(auth::Scope::Read))
+        {
             Err(e) => (Some(p), e.into_response()),
             Ok(()) => {
                 req.extensions_mut().insert(p.clone());

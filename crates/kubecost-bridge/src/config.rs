@@ -364,6 +364,21 @@ struct RawApiAuth {
     #[serde(default)]
     keys: Vec<RawApiKey>,
     default_rate_limit: Option<RawRateLimit>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawJwt {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    jwks_refresh: Option<String>,
+    scopes_claim: Option<String>,
+    scope_prefix: Option<String>,
+    clusters_claim: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    leeway: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +539,26 @@ pub(crate) struct ApiSettings {
     pub currency: String,
     /// A bootstrap admin token set by the demo; `run` reads `KUBECOST_BRIDGE_ADMIN_TOKEN`.
     pub bootstrap_token: Option<String>,
+    /// OIDC/JWT bearer tokens beside the keys (`api.auth.jwt`).
+    pub jwt: Option<JwtSettings>,
+}
+
+/// Where the JWT signing keys (a JWKS document) come from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum JwksSource {
+    File(PathBuf),
+    /// Fetched at start and every `refresh` (the IdP's `jwks_uri`).
+    Url {
+        url: url::Url,
+        refresh: Duration,
+    },
+}
+
+/// `api.auth.jwt`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JwtSettings {
+    pub config: kb_api::JwtConfig,
+    pub jwks: JwksSource,
 }
 
 /// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
@@ -1305,6 +1340,62 @@ fn rate_limit(
     }
 }
 
+fn jwt_settings(raw: &RawJwt, problems: &mut Vec<ConfigProblem>) -> Option<JwtSettings> {
+    let path = "api.auth.jwt";
+    let mut required = |v: &Option<String>, key: &str| -> Option<String> {
+        let v = v.clone().filter(|s| !s.trim().is_empty());
+        if v.is_none() {
+            problems.push(ConfigProblem {
+                path: format!("{path}.{key}"),
+                reason: "required for JWT auth".into(),
+            });
+        }
+        v
+    };
+    let issuer = required(&raw.issuer, "issuer");
+    let audience = required(&raw.audience, "audience");
+    let jwks =
+        match (&raw.jwks_file, &raw.jwks_url) {
+            (Some(f), None) => Some(JwksSource::File(PathBuf::from(f))),
+            (None, Some(u)) => endpoint(&Some(u.clone()), &format!("{path}.jwks_url"), problems)
+                .map(|url| JwksSource::Url {
+                    url,
+                    refresh: duration(
+                        &raw.jwks_refresh,
+                        &format!("{path}.jwks_refresh"),
+                        Duration::from_secs(600),
+                        problems,
+                    ),
+                }),
+            _ => {
+                problems.push(ConfigProblem {
+                    path: format!("{path}.jwks_file"),
+                    reason: "exactly one of jwks_file or jwks_url is required".into(),
+                });
+                None
+            }
+        };
+    let leeway = duration(
+        &raw.leeway,
+        &format!("{path}.leeway"),
+        Duration::from_secs(60),
+        problems,
+    );
+    let rate_limit = rate_limit(&raw.rate_limit, &format!("{path}.rate_limit"), problems);
+    let mut config = kb_api::JwtConfig::new(issuer?, audience?);
+    if let Some(c) = raw.scopes_claim.clone().filter(|s| !s.is_empty()) {
+        config.scopes_claim = c;
+    }
+    config.scope_prefix = raw.scope_prefix.clone().unwrap_or_default();
+    config.clusters_claim = raw.clusters_claim.clone().filter(|s| !s.is_empty());
+    config.rate_limit = rate_limit;
+    config.leeway_secs = leeway.as_secs();
+    Some(JwtSettings {
+        config,
+        jwks: jwks?,
+    })
+}
+
 fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings {
     let mut keys = Vec::new();
     for (i, k) in raw.auth.keys.iter().enumerate() {
@@ -1378,6 +1469,11 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
         ),
         currency: raw.currency.clone().unwrap_or_else(|| "USD".into()),
         bootstrap_token: None,
+        jwt: raw
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|j| jwt_settings(j, problems)),
     }
 }
 
@@ -1951,5 +2047,29 @@ mod example {
         assert_eq!(c.clusters.len(), 1);
         assert_eq!(c.clusters[0].name, "prod-eu");
         assert_eq!(c.extract.max_concurrency, 2);
+        assert_eq!(c.api.keys.len(), 2);
+        let jwt = c.api.jwt.as_ref().unwrap();
+        assert_eq!(jwt.config.audience, "kubecost-bridge");
+        assert_eq!(jwt.config.scope_prefix, "kubecost-bridge:");
+        assert_eq!(jwt.config.clusters_claim.as_deref(), Some("clusters"));
+        assert!(matches!(
+            jwt.jwks,
+            JwksSource::Url { refresh, .. } if refresh == Duration::from_secs(600)
+        ));
+    }
+
+    #[test]
+    fn jwt_settings_name_their_bad_keys() {
+        let bad = "api:\n  auth:\n    jwt:\n      audience: x\n      jwks_file: a\n      jwks_url: http://127.0.0.1/j\n";
+        let e = Config::from_yaml(bad, &BTreeMap::new()).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"api.auth.jwt.issuer"), "{paths:?}");
+        assert!(paths.contains(&"api.auth.jwt.jwks_file"), "{paths:?}");
+        let ok = "api:\n  auth:\n    jwt:\n      issuer: https://idp\n      audience: x\n      jwks_file: /j.json\n";
+        let c = Config::from_yaml(ok, &BTreeMap::new()).unwrap();
+        let j = c.api.jwt.unwrap();
+        assert_eq!(j.config.scopes_claim, "scope");
+        assert_eq!(j.config.clusters_claim, None);
+        assert_eq!(j.jwks, JwksSource::File("/j.json".into()));
     }
 }

@@ -140,7 +140,7 @@ pub(crate) fn build(
             tracing::error!(error = %e, "alert evaluation stopped");
         }
     });
-    let api = api_state(cfg, &store)?;
+    let api = api_state(cfg, &store, shutdown)?;
     router = router.route(
         "/api/v1/costs/kubernetes/{cluster}/realtime",
         get(realtime_handler).with_state(Live {
@@ -186,7 +186,11 @@ async fn realtime_handler(
     let who = st.keys.authenticate(auth);
     let (resp, rows) = match &who {
         Err(e) => (e.clone().into_response(), 0),
-        Ok(p) => match st.keys.admit(p, std::time::Instant::now()) {
+        Ok(p) => match st
+            .keys
+            .admit(p, std::time::Instant::now())
+            .and_then(|()| p.require(kb_api::Scope::Read))
+        {
             Err(e) => (e.into_response(), 0),
             Ok(()) => {
                 let newest = st.live.newest_sample_ms(&cluster);
@@ -254,7 +258,95 @@ async fn realtime_handler(
 }
 
 /// The API's state over the embedded store.
-fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState, Failure> {
+/// The JWT key set of `api.auth.jwt`: read from its file now, or fetched from its URL by a task
+/// that refreshes it until shutdown.
+fn jwt_auth(
+    s: &crate::config::JwtSettings,
+    shutdown: &Shutdown,
+) -> Result<kb_api::JwtAuth, Failure> {
+    use crate::config::JwksSource;
+    let jwks = match &s.jwks {
+        JwksSource::File(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read api.auth.jwt.jwks_file {}", path.display()))
+                .map_err(Failure::Usage)?;
+            Arc::new(
+                kb_api::Jwks::from_json(&bytes)
+                    .with_context(|| format!("in {}", path.display()))
+                    .map_err(Failure::Usage)?,
+            )
+        }
+        JwksSource::Url { url, refresh } => {
+            let jwks = Arc::new(kb_api::Jwks::empty());
+            tokio::spawn(refresh_jwks(
+                url.clone(),
+                *refresh,
+                jwks.clone(),
+                shutdown.clone(),
+            ));
+            jwks
+        }
+    };
+    Ok(kb_api::JwtAuth {
+        config: s.config.clone(),
+        jwks,
+    })
+}
+
+/// Fetches the JWKS now and every `every` (every 10 s while none has loaded), keeping the last
+/// good set when a fetch fails.
+async fn refresh_jwks(
+    url: url::Url,
+    every: std::time::Duration,
+    jwks: Arc<kb_api::Jwks>,
+    shutdown: Shutdown,
+) {
+    const MAX_BYTES: usize = 1 << 20;
+    let client = match reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the JWKS client: JWTs will be refused");
+            return;
+        }
+    };
+    let host = url.host_str().unwrap_or_default().to_string();
+    loop {
+        let fetched = async {
+            let resp = client.get(url.clone()).send().await?.error_for_status()?;
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(body)
+        }
+        .await;
+        match fetched {
+            Ok(body) if body.len() > MAX_BYTES => {
+                tracing::warn!(%host, bytes = body.len(), "JWKS too large, kept the previous keys");
+            }
+            Ok(body) => match jwks.replace(&body) {
+                Ok(n) => tracing::debug!(%host, keys = n, "JWKS loaded"),
+                Err(e) => tracing::warn!(%host, error = %e, "JWKS refused, kept the previous keys"),
+            },
+            Err(e) => tracing::warn!(%host, error = %e.without_url(), "cannot fetch the JWKS"),
+        }
+        let wait = if jwks.is_empty() {
+            std::time::Duration::from_secs(10).min(every)
+        } else {
+            every
+        };
+        if shutdown.sleep(wait).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn api_state(
+    cfg: &Config,
+    store: &Arc<SqliteStore>,
+    shutdown: &Shutdown,
+) -> Result<kb_api::ApiState, Failure> {
     use crate::config::KeySource;
     let a = &cfg.api;
     let mut keys = Vec::new();
@@ -285,6 +377,10 @@ fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState,
         bootstrap_admin: bootstrap,
         bootstrap_rate_limit: None,
         default_rate_limit: a.default_rate_limit,
+        jwt: match &a.jwt {
+            Some(j) => Some(jwt_auth(j, shutdown)?),
+            None => None,
+        },
     };
     let audit = match &a.audit_log {
         None => kb_api::AuditSink::disabled(),

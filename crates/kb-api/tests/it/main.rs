@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod endpoints;
+mod jwt;
 mod security;
 
 use std::io::Write;
