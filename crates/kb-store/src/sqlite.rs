@@ -28,7 +28,7 @@ use kb_pipeline::ports::{
     Checkpoint, CostQuery, CostReader, CostRow, CostStore, Endpoint, PodLabels, Reconciliation,
     WindowStats, WindowWriter,
 };
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::dims::{Resolver, SharedDims};
 use crate::error::{StoreError, db_err};
@@ -926,6 +926,32 @@ impl CostStore for SqliteStore {
             })
             .map_err(db_err("begin window write"))?;
         state.cluster_id = state.resolver.cluster(&state.conn, cluster)?;
+        // Stored windows never partly overlap: a window replaces the windows inside it (the
+        // commit's range DELETE), but one inside or across a stored window would count its
+        // hours twice, so it is refused (for example an hour of a day stored at daily grain).
+        let across: Option<(i64, i64)> = state
+            .conn
+            .prepare_cached(
+                "SELECT window_start, window_end FROM sync_state WHERE cluster = ?1 \
+                 AND endpoint = 'allocation' AND window_start < ?3 AND window_end > ?2 \
+                 AND (window_start < ?2 OR window_end > ?3) LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![cluster, window.start, window.end], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(db_err("begin window write"))?;
+        if let Some((start, end)) = across {
+            return Err(StoreError::permanent(format!(
+                "allocation window {} of cluster {cluster} overlaps the stored window {}: \
+                 extract that whole window again instead (stored windows never partly \
+                 overlap, so no hour is counted twice)",
+                window.to_kubecost_param(),
+                Window { start, end }.to_kubecost_param()
+            )));
+        }
         Ok(Box::new(writer))
     }
 

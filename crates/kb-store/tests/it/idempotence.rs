@@ -284,3 +284,52 @@ fn a_crash_mid_write_leaves_the_previous_data() {
     put_window(&store, hour(0), Resolution::Hour, &rows[..1]);
     assert_eq!(store.window_total(CLUSTER, hour(0)).unwrap().rows, 1);
 }
+
+/// Stored windows never partly overlap: an hour inside a day stored at daily grain, or a window
+/// across a stored one, is refused with an error naming both windows, and the day's rows and
+/// checkpoint are untouched; the day itself can still be written again.
+#[test]
+fn a_window_inside_or_across_a_stored_one_is_refused() {
+    let (_dir, store) = store();
+    let rows = window_rows(day(0), 2.0);
+    let stored = put_window(&store, day(0), Resolution::Day, &rows);
+    let inside = store.begin_allocations(CLUSTER, hour(3), Resolution::Hour);
+    let msg = inside
+        .err()
+        .expect("an hour inside a stored day")
+        .to_string();
+    assert!(
+        msg.contains("overlaps the stored window") && msg.contains("T03:00:00Z"),
+        "{msg}"
+    );
+    let across = kb_core::Window::new(day(0).end - 2 * HOUR, day(0).end + 2 * HOUR).unwrap();
+    assert!(
+        store
+            .begin_allocations(CLUSTER, across, Resolution::Hour)
+            .is_err()
+    );
+    assert_eq!(store.window_total(CLUSTER, day(0)).unwrap(), stored);
+    // Other clusters, the next day and the same day again are fine.
+    assert!(
+        store
+            .begin_allocations("another", hour(3), Resolution::Hour)
+            .is_ok()
+    );
+    put_window(
+        &store,
+        hour(24),
+        Resolution::Hour,
+        &window_rows(hour(24), 1.0),
+    );
+    assert_eq!(put_window(&store, day(0), Resolution::Day, &rows), stored);
+    // A day over its stored hours replaces them (they lie inside it).
+    let day1 = put_window(&store, day(1), Resolution::Day, &window_rows(day(1), 3.0));
+    assert_eq!(store.window_total(CLUSTER, day(1)).unwrap(), day1);
+    assert_eq!(
+        store
+            .checkpoints(CLUSTER, Endpoint::Allocation)
+            .unwrap()
+            .len(),
+        2
+    );
+}
