@@ -13,6 +13,7 @@ mod app;
 mod config;
 mod demo;
 mod extract;
+mod kube;
 mod mirror;
 mod realtime;
 mod server;

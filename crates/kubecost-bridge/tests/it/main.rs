@@ -18,6 +18,7 @@ mod deploy;
 mod e2e;
 mod faults;
 mod jwt;
+mod kube;
 mod mirror;
 mod serve;
 mod tidy;
