@@ -141,8 +141,7 @@ fn aggregate_day(
     let mut window_rows: Vec<Allocation> = Vec::new();
     let mut current: Option<Window> = None;
     let mut failure: Option<anyhow::Error> = None;
-    let n = store.allocations(cluster, day, &mut |mut a| {
-        crate::kube::enrich(cluster, &mut a);
+    let n = store.allocations(cluster, day, &mut |a| {
         if current != Some(a.window) {
             if let Err(e) = flush(cfg, cluster, &mut window_rows, &mut builder) {
                 failure.get_or_insert(e);

@@ -335,13 +335,6 @@ pub(crate) async fn run_aggregation(
         .map(|c| c.name.clone())
         .filter(|c| only.is_none_or(|o| o == c))
         .collect();
-    // Kubernetes metadata, read once here when no snapshot is loaded yet (one-shot commands,
-    // or `run` before its refresh loop's first read).
-    if let Some(k) = &cfg.kubernetes {
-        if !clusters.iter().all(|c| crate::kube::has_snapshot(c)) {
-            crate::kube::refresh_once(k).await;
-        }
-    }
     let (store, acfg) = (store.clone(), cfg.aggregation.clone());
     let now = chrono::Utc::now().timestamp();
     tokio::task::spawn_blocking(move || {
@@ -434,9 +427,6 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let server = crate::server::build(&cfg, store.clone(), &shutdown, &metrics)?;
     tracing::info!(listen = %cfg.api_listen, remote_write_sources = cfg.remote_write.sources.len(), scraped = cfg.realtime.scrape.len(), "serving");
     let serving = tokio::spawn(server.serve(listener, shutdown.clone()));
-    if let Some(k) = &cfg.kubernetes {
-        tokio::spawn(crate::kube::refresh_loop(k.clone(), shutdown.clone()));
-    }
     let now = chrono::Utc::now().timestamp();
     let (from, until) = lookback_range(now, cfg.extract.lookback);
     let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;

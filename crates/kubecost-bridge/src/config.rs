@@ -81,8 +81,6 @@ struct RawConfig {
     #[serde(default)]
     clusters: Vec<RawCluster>,
     #[serde(default)]
-    kubernetes: RawKubernetes,
-    #[serde(default)]
     cloudtuner: RawCloudtuner,
     #[serde(default)]
     schedule: RawSchedule,
@@ -104,23 +102,6 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     influxdb: RawInfluxdb,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawKubernetes {
-    enabled: Option<bool>,
-    refresh: Option<String>,
-    timeout: Option<String>,
-    #[serde(default)]
-    clusters: Vec<RawKubeCluster>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawKubeCluster {
-    cluster: Option<String>,
-    api_server: Option<String>,
-    token_file: Option<String>,
-    ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -498,8 +479,6 @@ pub(crate) struct ExtractConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub clusters: Vec<ClusterConfig>,
-    /// Metadata enrichment from the Kubernetes API (`kubernetes:`); `None` when disabled.
-    pub kubernetes: Option<KubernetesConfig>,
     pub allocation: AllocationApi,
     pub assets: AssetsApi,
     pub budgets_enabled: bool,
@@ -525,107 +504,6 @@ pub(crate) struct Config {
     pub alerts: kb_ops::AlertsConfig,
     pub influxdb_settings: InfluxSettings,
     pub api: ApiSettings,
-}
-
-/// `kubernetes:`: where each cluster's API server is, read every `refresh`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct KubernetesConfig {
-    pub refresh: Duration,
-    pub timeout: Duration,
-    pub clusters: Vec<KubeClusterConfig>,
-}
-
-/// One API server (`kubernetes.clusters[]`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct KubeClusterConfig {
-    /// The bridge's name of the cluster whose allocations it enriches.
-    pub cluster: String,
-    pub api_server: url::Url,
-    /// Re-read before every refresh (projected service-account tokens rotate).
-    pub token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-}
-
-/// The in-cluster service-account files.
-const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-fn kubernetes(
-    raw: &RawKubernetes,
-    known: &[ClusterConfig],
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<KubernetesConfig> {
-    if !raw.enabled.unwrap_or(false) {
-        return None;
-    }
-    let mut clusters = Vec::new();
-    for (i, c) in raw.clusters.iter().enumerate() {
-        let path = format!("kubernetes.clusters[{i}]");
-        let Some(name) = c
-            .cluster
-            .clone()
-            .filter(|n| known.iter().any(|k| &k.name == n))
-        else {
-            problems.push(ConfigProblem {
-                path: format!("{path}.cluster"),
-                reason: "required, and one of the clusters: names".into(),
-            });
-            continue;
-        };
-        // In a pod, the API server is the kubernetes service and the token and CA are
-        // mounted; elsewhere each must be given.
-        let api = c.api_server.clone().or_else(|| {
-            let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
-            let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host
-            };
-            Some(format!("https://{host}:{port}"))
-        });
-        let Some(api_server) = endpoint(&api, &format!("{path}.api_server"), problems) else {
-            if api.is_none() {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.api_server"),
-                    reason: "required outside a Kubernetes pod".into(),
-                });
-            }
-            continue;
-        };
-        let in_cluster = c.api_server.is_none();
-        let file = |v: &Option<String>, name: &str| {
-            v.clone()
-                .map(PathBuf::from)
-                .or_else(|| in_cluster.then(|| PathBuf::from(SA_DIR).join(name)))
-        };
-        clusters.push(KubeClusterConfig {
-            cluster: name,
-            api_server,
-            token_file: file(&c.token_file, "token"),
-            ca_file: file(&c.ca_file, "ca.crt"),
-        });
-    }
-    if clusters.is_empty() {
-        problems.push(ConfigProblem {
-            path: "kubernetes.clusters".into(),
-            reason: "enabled, but no cluster is listed".into(),
-        });
-    }
-    Some(KubernetesConfig {
-        refresh: duration(
-            &raw.refresh,
-            "kubernetes.refresh",
-            Duration::from_secs(600),
-            problems,
-        ),
-        timeout: duration(
-            &raw.timeout,
-            "kubernetes.timeout",
-            Duration::from_secs(30),
-            problems,
-        ),
-        clusters,
-    })
 }
 
 /// How an API key's secret is given.
@@ -1404,10 +1282,8 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             problems,
         ),
     };
-    let kubernetes = kubernetes(&raw.kubernetes, &clusters, problems);
     Some(Config {
         clusters,
-        kubernetes,
         allocation,
         assets,
         budgets_enabled: apis.budgets.enabled.unwrap_or(true),
@@ -2172,7 +2048,6 @@ mod example {
         assert_eq!(c.clusters[0].name, "prod-eu");
         assert_eq!(c.extract.max_concurrency, 2);
         assert_eq!(c.api.keys.len(), 2);
-        assert_eq!(c.kubernetes, None, "documented, but off by default");
         let jwt = c.api.jwt.as_ref().unwrap();
         assert_eq!(jwt.config.audience, "kubecost-bridge");
         assert_eq!(jwt.config.scope_prefix, "kubecost-bridge:");
@@ -2181,31 +2056,6 @@ mod example {
             jwt.jwks,
             JwksSource::Url { refresh, .. } if refresh == Duration::from_secs(600)
         ));
-    }
-
-    #[test]
-    fn kubernetes_clusters_must_be_known_and_reachable() {
-        let base = "clusters:\n  - name: a\n    endpoint: http://127.0.0.1:9090\n";
-        let ok = format!(
-            "{base}kubernetes:\n  enabled: true\n  refresh: 2m\n  clusters:\n    - cluster: a\n      api_server: https://10.0.0.1:6443\n      token_file: /t\n"
-        );
-        let c = Config::from_yaml(&ok, &BTreeMap::new()).unwrap();
-        let k = c.kubernetes.unwrap();
-        assert_eq!(k.refresh, Duration::from_secs(120));
-        assert_eq!(k.clusters[0].api_server.as_str(), "https://10.0.0.1:6443/");
-        assert_eq!(k.clusters[0].token_file, Some(PathBuf::from("/t")));
-        // An explicit API server does not borrow the mounted service account's CA.
-        assert_eq!(k.clusters[0].ca_file, None);
-        let bad = format!(
-            "{base}kubernetes:\n  enabled: true\n  clusters:\n    - cluster: b\n      api_server: https://10.0.0.1:6443\n"
-        );
-        let e = Config::from_yaml(&bad, &BTreeMap::new()).unwrap_err();
-        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
-        assert!(
-            paths.contains(&"kubernetes.clusters[0].cluster"),
-            "{paths:?}"
-        );
-        assert!(paths.contains(&"kubernetes.clusters"), "{paths:?}");
     }
 
     #[test]

@@ -13,7 +13,6 @@ mod app;
 mod config;
 mod demo;
 mod extract;
-mod kube;
 mod mirror;
 mod realtime;
 mod server;

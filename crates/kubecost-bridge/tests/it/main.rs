@@ -18,7 +18,6 @@ mod deploy;
 mod e2e;
 mod faults;
 mod jwt;
-mod kube;
 mod mirror;
 mod serve;
 mod tidy;
