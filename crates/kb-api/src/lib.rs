@@ -41,6 +41,7 @@ mod csv;
 mod data;
 pub mod error;
 mod handlers;
+mod insight;
 pub mod model;
 pub mod openapi;
 pub mod params;
@@ -140,6 +141,8 @@ pub struct ApiState {
     pub limits: Limits,
     /// ISO 4217 code written as FOCUS `BillingCurrency` (Kubecost reports in one currency).
     pub currency: String,
+    /// The bridge's own budgets (config `budgets:`), served by `/budgets` beside Kubecost's.
+    pub budgets: Arc<Vec<kb_analytics::budget::BudgetSpec>>,
     cache: Arc<ResponseCache>,
     directory: Arc<Mutex<Option<Directory>>>,
 }
@@ -179,6 +182,7 @@ impl ApiState {
             )),
             limits,
             currency: "USD".to_string(),
+            budgets: Arc::new(Vec::new()),
             directory: Arc::new(Mutex::new(None)),
         })
     }
@@ -197,6 +201,12 @@ impl ApiState {
     /// Plugs in an alert reader.
     pub fn with_alerts(mut self, alerts: Arc<dyn AlertReader>) -> ApiState {
         self.alerts = alerts;
+        self
+    }
+
+    /// Sets the bridge's own budgets (from config).
+    pub fn with_budgets(mut self, budgets: Vec<kb_analytics::budget::BudgetSpec>) -> ApiState {
+        self.budgets = Arc::new(budgets);
         self
     }
 
