@@ -316,7 +316,8 @@ fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState,
         request_timeout: a.request_timeout,
         cache_ttl: a.cache_ttl,
         ..kb_api::Limits::default()
-    });
+    })
+    .with_budgets(cfg.budgets.clone());
     state.currency.clone_from(&a.currency);
     Ok(state)
 }

@@ -347,7 +347,10 @@ async fn optimisation_on_simulator_data() {
             by_kind.join(", ")
         );
         assert!(total > 0.0 && total < *monthly);
-        assert!(mine.iter().any(|r| r.kind == RecommendationKind::SpotCandidate));
+        assert!(
+            mine.iter()
+                .any(|r| r.kind == RecommendationKind::SpotCandidate)
+        );
         for r in &mine {
             assert!(r.current_monthly_cost >= 0.0 && r.monthly_savings.is_finite());
             assert!(

@@ -278,7 +278,10 @@ fn node_assets_come_back_for_node_pool_sizing_without_other_types() {
         )
         .unwrap();
     store
-        .put_assets(&[asset(day(1), "node-1", 2.5)], &asset_checkpoint(day(1), 1))
+        .put_assets(
+            &[asset(day(1), "node-1", 2.5)],
+            &asset_checkpoint(day(1), 1),
+        )
         .unwrap();
     let both = kb_core::Window::new(day(0).start, day(1).end).unwrap();
     let nodes = store.node_assets(CLUSTER, both).unwrap();
@@ -302,7 +305,10 @@ fn node_assets_come_back_for_node_pool_sizing_without_other_types() {
     assert_eq!(n2.total_cost, 3.0);
     assert_eq!(
         n2.labels,
-        vec![("topology_kubernetes_io_zone".to_string(), "us-east-1a".to_string())]
+        vec![(
+            "topology_kubernetes_io_zone".to_string(),
+            "us-east-1a".to_string()
+        )]
     );
     assert_eq!(store.node_assets(CLUSTER, day(1)).unwrap().len(), 1);
     assert!(store.node_assets("other", both).unwrap().is_empty());
