@@ -142,3 +142,31 @@ pub fn budget_status(
         exceeds_at,
     })
 }
+
+/// A budget the bridge's config defines (Kubecost's own are [`kb_core::Budget`]): an amount
+/// per period for a cluster, or for one namespace, team, owner, product or cost centre of it
+/// (the last four as the allocation rules attribute them, from labels by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSpec {
+    pub name: String,
+    pub cluster: String,
+    /// `None`: the whole cluster. Otherwise the summary dimension and its value
+    /// (never [`crate::Dimension::Cluster`] or [`crate::Dimension::Controller`]).
+    pub filter: Option<(crate::Dimension, String)>,
+    /// Spend limit per period, in `currency`.
+    pub amount: f64,
+    pub period: BudgetPeriod,
+    /// The currency of `amount`; the bridge does not convert, so it is the currency Kubecost
+    /// reports.
+    pub currency: String,
+}
+
+impl BudgetPeriod {
+    /// `month` or `week`, as config and the API name the period.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetPeriod::Monthly { .. } => "month",
+            BudgetPeriod::Weekly { .. } => "week",
+        }
+    }
+}

@@ -21,6 +21,8 @@
 //! - [`forecast`]: a robust seasonal forecast with intervals, and MAPE on a holdout.
 //! - [`budget`]: budget periods, utilisation and projected overrun.
 //! - [`optimize`]: right-sizing, idle workloads and cluster idle share with monthly savings.
+//! - [`recommend`]: the bridge's recommendation list: right-sizing, abandoned workloads,
+//!   node-pool sizing and spot candidates, each with its current cost and monthly saving.
 //! - [`calendar`]: UTC month and week arithmetic.
 //!
 //! Money is `f64` in the currency of the input; Kubecost's month is 730 hours.
@@ -30,6 +32,7 @@ pub mod budget;
 pub mod calendar;
 pub mod forecast;
 pub mod optimize;
+pub mod recommend;
 pub mod rules;
 pub mod series;
 pub mod summary;

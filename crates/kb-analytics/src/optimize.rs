@@ -82,6 +82,8 @@ pub struct RightSizing {
     pub ram: ResourceAdvice,
     /// Saving of the resources whose change passes the thresholds.
     pub monthly_savings: f64,
+    /// The container's CPU and RAM cost per 730-hour month over the observed period.
+    pub monthly_cost: f64,
 }
 
 /// A workload that does (almost) nothing.
@@ -293,6 +295,7 @@ pub fn advise(allocs: &[Allocation], cfg: &OptimizeConfig) -> Advice {
             continue;
         }
         let samples = c.cpu.samples.len();
+        let monthly_cost = (c.cpu.cost + c.ram.cost) * HOURS_PER_MONTH / span_h;
         let (Some(cpu), Some(ram)) = (
             c.cpu.advise(c.hours, span_h, cfg.min_cpu_cores, cfg),
             c.ram.advise(c.hours, span_h, cfg.min_ram_bytes, cfg),
@@ -325,6 +328,7 @@ pub fn advise(allocs: &[Allocation], cfg: &OptimizeConfig) -> Advice {
             cpu,
             ram,
             monthly_savings: saving,
+            monthly_cost,
         });
     }
     advice.monthly_savings += advice

@@ -271,9 +271,27 @@ pub(crate) enum KindValue {
     RequestSizing,
     ClusterSizing,
     AbandonedWorkload,
+    NodePoolSizing,
+    SpotCandidate,
 }
 
-/// Optimisation filter.
+const KINDS: &[&str] = &[
+    "request_sizing",
+    "cluster_sizing",
+    "abandoned_workload",
+    "node_pool_sizing",
+    "spot_candidate",
+];
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum SourceValue {
+    Bridge,
+    Kubecost,
+}
+
+/// Optimisation filters.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
@@ -281,6 +299,9 @@ pub(crate) struct OptimizationParams {
     /// Only recommendations of this kind.
     #[param(inline)]
     kind: Option<KindValue>,
+    /// Only recommendations of this source (default: both).
+    #[param(inline)]
+    source: Option<SourceValue>,
 }
 
 /// Export scope.
@@ -1273,8 +1294,11 @@ async fn workloads_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
 // Insight endpoints.
 
 cluster_endpoint! {
-    /// Kubecost's savings recommendations with their estimated monthly savings and total.
-    optimization(&["kind", "format"]) => optimization_inner();
+    /// Recommendations with their estimated monthly savings: the bridge's own advice (request
+    /// sizing, abandoned workloads, node-pool sizing, spot candidates, from the aggregator)
+    /// and Kubecost's savings, each with its source; totals per source and as a share of the
+    /// cluster's monthly cost.
+    optimization(&["kind", "source", "format"]) => optimization_inner();
     path = "/api/v1/costs/kubernetes/{cluster}/optimization", tag = "insights",
     params(
         ("cluster" = String, Path, description = "cluster name"),
@@ -1290,59 +1314,104 @@ async fn optimization_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let fmt = q.format()?;
     let kind = q
         .get("kind")
-        .map(|_| {
-            q.choice(
-                "kind",
-                &["request_sizing", "cluster_sizing", "abandoned_workload"],
-                "",
-            )
-        })
+        .map(|_| q.choice("kind", KINDS, ""))
+        .transpose()?;
+    let source = q
+        .get("source")
+        .map(|_| q.choice("source", &["bridge", "kubecost"], ""))
         .transpose()?;
     let cache_key = key("optimization", &cluster, &q, None);
     cached_known(st, cache_key, cluster, move |st, cluster| {
-        let mut recs: Vec<Recommendation> = st
-            .insights
-            .savings(&cluster)?
-            .into_iter()
-            .filter(|r| kind.is_none_or(|k| r.kind.as_str() == k))
-            .map(|r| Recommendation {
-                kind: r.kind.as_str().to_string(),
-                namespace: r.namespace,
-                controller_kind: r.controller_kind,
-                controller: r.controller,
-                target: r.target,
-                estimated_monthly_savings: fin(r.monthly_savings),
-                detail: r.detail,
-            })
-            .collect();
+        let wanted =
+            |src: &str, k: &str| source.is_none_or(|s| s == src) && kind.is_none_or(|w| w == k);
+        let bridge = st.insights.recommendations(&cluster)?;
+        let mut recs: Vec<Recommendation> = Vec::new();
+        if let Some(set) = &bridge {
+            recs.extend(
+                set.items
+                    .iter()
+                    .filter(|r| wanted("bridge", r.kind.as_str()))
+                    .map(|r| Recommendation {
+                        source: "bridge".to_string(),
+                        kind: r.kind.as_str().to_string(),
+                        namespace: r.namespace.clone(),
+                        controller_kind: r.controller_kind.clone(),
+                        controller: r.controller.clone(),
+                        target: r.target.clone(),
+                        description: r.description.clone(),
+                        current_monthly_cost: Some(fin(r.current_monthly_cost)),
+                        estimated_monthly_savings: fin(r.monthly_savings),
+                    }),
+            );
+        }
+        recs.extend(
+            st.insights
+                .savings(&cluster)?
+                .into_iter()
+                .filter(|r| wanted("kubecost", r.kind.as_str()))
+                .map(|r| Recommendation {
+                    source: "kubecost".to_string(),
+                    kind: r.kind.as_str().to_string(),
+                    namespace: r.namespace,
+                    controller_kind: r.controller_kind,
+                    controller: r.controller,
+                    target: r.target,
+                    description: r.detail,
+                    current_monthly_cost: None,
+                    estimated_monthly_savings: fin(r.monthly_savings),
+                }),
+        );
         recs.sort_by(|a, b| {
             b.estimated_monthly_savings
                 .total_cmp(&a.estimated_monthly_savings)
         });
+        let monthly_cost = bridge
+            .as_ref()
+            .map(|b| fin(b.monthly_cost))
+            .filter(|c| *c > 0.0);
+        let share = |saving: f64| monthly_cost.map(|c| fin(saving / c));
+        let sources = ["bridge", "kubecost"]
+            .into_iter()
+            .filter(|s| source.is_none_or(|w| w == *s))
+            .map(|s| {
+                let mine = recs.iter().filter(|r| r.source == s);
+                let total: f64 = mine.clone().map(|r| r.estimated_monthly_savings).sum();
+                SourceSavings {
+                    source: s.to_string(),
+                    count: mine.count() as u64,
+                    estimated_monthly_savings: fin(total),
+                    savings_share: share(total),
+                }
+            })
+            .collect();
         let total: f64 = recs.iter().map(|r| r.estimated_monthly_savings).sum();
         let n = recs.len();
         match fmt {
             Format::Csv => {
                 let records = recs.iter().map(|r| {
                     vec![
+                        r.source.clone(),
                         r.kind.clone(),
                         r.namespace.clone(),
                         r.controller_kind.clone(),
                         r.controller.clone(),
                         r.target.clone(),
+                        r.current_monthly_cost.map(csv::num).unwrap_or_default(),
                         csv::num(r.estimated_monthly_savings),
-                        r.detail.clone(),
+                        r.description.clone(),
                     ]
                 });
                 Ok(csv_table(
                     &[
+                        "source",
                         "kind",
                         "namespace",
                         "controller_kind",
                         "controller",
                         "target",
+                        "current_monthly_cost",
                         "estimated_monthly_savings",
-                        "detail",
+                        "description",
                     ],
                     records,
                 ))
@@ -1350,7 +1419,12 @@ async fn optimization_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
             Format::Json => rendered_json(
                 &OptimizationResponse {
                     cluster: cluster.clone(),
+                    monthly_cost,
+                    made_at: bridge.as_ref().map(|b| format_rfc3339(b.made_at)),
+                    observed: bridge.as_ref().map(|b| range_out(b.observed)),
                     total_estimated_monthly_savings: fin(total),
+                    savings_share: share(total),
+                    sources,
                     recommendations: recs,
                 },
                 n,
@@ -1361,7 +1435,8 @@ async fn optimization_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
 }
 
 cluster_endpoint! {
-    /// Kubecost's budgets that apply to the cluster, with utilisation.
+    /// The cluster's budgets: Kubecost's and the bridge's own (config `budgets:`), each with
+    /// its source, utilisation and the overrun projected at the run rate to the period's end.
     budgets(&[]) => budgets_inner();
     path = "/api/v1/costs/kubernetes/{cluster}/budgets", tag = "insights",
     params(("cluster" = String, Path, description = "cluster name")),
@@ -1371,27 +1446,21 @@ cluster_endpoint! {
 async fn budgets_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let cache_key = key("budgets", &cluster, &q, None);
     cached_known(st, cache_key, cluster, move |st, cluster| {
-        let budgets: Vec<BudgetOut> = st
-            .insights
-            .budgets(&cluster)?
-            .into_iter()
-            .map(|b| BudgetOut {
-                utilization: (b.spend_limit > 0.0).then(|| fin(b.current_spend / b.spend_limit)),
-                id: b.id,
-                name: b.name,
-                budget_type: b.budget_type,
-                interval: b.interval,
-                interval_day: b.interval_day,
-                spend_limit: fin(b.spend_limit),
-                current_spend: fin(b.current_spend),
-                window: range_out(b.window),
-                scope: b
-                    .values
-                    .into_iter()
-                    .map(|(category, values)| BudgetScope { category, values })
-                    .collect(),
-            })
-            .collect();
+        let now = (st.clock)();
+        let ins = st.insights.as_ref();
+        let mut budgets: Vec<BudgetOut> = Vec::new();
+        for b in st.budgets.iter().filter(|b| b.cluster == cluster) {
+            budgets.push(crate::insight::config_budget(ins, b, now)?);
+        }
+        for b in st.insights.budgets(&cluster)? {
+            budgets.push(crate::insight::kubecost_budget(
+                ins,
+                b,
+                &cluster,
+                &st.currency,
+                now,
+            )?);
+        }
         let n = budgets.len();
         rendered_json(
             &BudgetsResponse {
@@ -1483,7 +1552,9 @@ async fn anomalies_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
 }
 
 cluster_endpoint! {
-    /// The newest cost forecasts of the cluster (7 and 30 days), with Kubecost's where it made one.
+    /// The newest cost forecasts of the cluster and its namespaces (7 and 30 days), each
+    /// with Kubecost's spec-cost prediction for the workloads in its scope where the extractor
+    /// stored one (`kubecost_prediction`).
     forecast(&["dimension"]) => forecast_inner();
     path = "/api/v1/costs/kubernetes/{cluster}/forecast", tag = "insights",
     params(
@@ -1497,12 +1568,28 @@ async fn forecast_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
     let dim = dimension_filter(&q)?;
     let cache_key = key("forecast", &cluster, &q, None);
     cached_known(st, cache_key, cluster, move |st, cluster| {
+        let preds = st.insights.predictions(&cluster)?;
         let list: Vec<ForecastOut> = st
             .insights
             .forecasts(&cluster)?
             .into_iter()
             .filter(|f| dim.is_none_or(|d| f.dimension == d))
             .map(|f| ForecastOut {
+                kubecost_prediction: match f.dimension {
+                    Dimension::Cluster => {
+                        crate::insight::prediction_for(&preds, None, f.horizon_days)
+                    }
+                    Dimension::Namespace => crate::insight::prediction_for(
+                        &preds,
+                        Some(if f.namespace.is_empty() {
+                            &f.name
+                        } else {
+                            &f.namespace
+                        }),
+                        f.horizon_days,
+                    ),
+                    _ => None,
+                },
                 dimension: names::dimension(f.dimension).to_string(),
                 namespace: f.namespace,
                 name: f.name,
@@ -1511,7 +1598,6 @@ async fn forecast_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
                 total: fin(f.total),
                 lower: fin(f.lower),
                 upper: fin(f.upper),
-                kubecost: f.kubecost.map(fin),
             })
             .collect();
         let n = list.len();

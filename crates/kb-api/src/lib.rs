@@ -43,6 +43,7 @@ mod csv;
 mod data;
 pub mod error;
 mod handlers;
+mod insight;
 pub mod jwt;
 pub mod model;
 pub mod openapi;
@@ -147,6 +148,8 @@ pub struct ApiState {
     /// The allocation rules whose label-to-team mappings the `/workloads` `team` filter
     /// applies (the aggregator's, so both agree); no mappings by default.
     pub rules: Arc<kb_analytics::Rules>,
+    /// The bridge's own budgets (config `budgets:`), served by `/budgets` beside Kubecost's.
+    pub budgets: Arc<Vec<kb_analytics::budget::BudgetSpec>>,
     cache: Arc<ResponseCache>,
     directory: Arc<Mutex<Option<Directory>>>,
 }
@@ -187,6 +190,7 @@ impl ApiState {
             limits,
             currency: "USD".to_string(),
             rules: Arc::new(kb_analytics::Rules::new(0)),
+            budgets: Arc::new(Vec::new()),
             directory: Arc::new(Mutex::new(None)),
         })
     }
@@ -211,6 +215,12 @@ impl ApiState {
     /// Plugs in an alert reader.
     pub fn with_alerts(mut self, alerts: Arc<dyn AlertReader>) -> ApiState {
         self.alerts = alerts;
+        self
+    }
+
+    /// Sets the bridge's own budgets (from config).
+    pub fn with_budgets(mut self, budgets: Vec<kb_analytics::budget::BudgetSpec>) -> ApiState {
+        self.budgets = Arc::new(budgets);
         self
     }
 

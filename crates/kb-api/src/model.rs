@@ -194,26 +194,61 @@ pub struct WorkloadsResponse {
     pub workloads: Vec<WorkloadRow>,
 }
 
-/// One savings recommendation from Kubecost.
+/// One recommendation: Kubecost's savings or the bridge's own advice.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Recommendation {
-    /// `request_sizing`, `cluster_sizing` or `abandoned_workload`.
+    /// `bridge` (the aggregator's advice) or `kubecost` (Kubecost's savings APIs).
+    pub source: String,
+    /// Kubecost: `request_sizing`, `cluster_sizing`, `abandoned_workload`. Bridge:
+    /// `request_sizing`, `abandoned_workload`, `node_pool_sizing`, `spot_candidate`.
     pub kind: String,
+    /// Empty for node pools and cluster sizing.
     pub namespace: String,
     pub controller_kind: String,
     pub controller: String,
-    /// Container or pod the recommendation is about (empty for cluster sizing).
+    /// Container (request sizing), pod (Kubecost's abandoned workloads) or node pool
+    /// (node-pool sizing); empty otherwise.
     pub target: String,
+    /// What to change, with the figures behind it.
+    pub description: String,
+    /// What the target costs per month now; null where the source does not say (Kubecost).
+    pub current_monthly_cost: Option<f64>,
+    /// Negative: the advice costs more (a request below usage).
     pub estimated_monthly_savings: f64,
-    pub detail: String,
+}
+
+/// The recommendations of one source.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceSavings {
+    /// `bridge` or `kubecost`.
+    pub source: String,
+    /// Recommendations listed (after the `kind` filter).
+    pub count: u64,
+    pub estimated_monthly_savings: f64,
+    /// `estimated_monthly_savings / monthly_cost`, null without a monthly cost.
+    pub savings_share: Option<f64>,
 }
 
 /// `GET /api/v1/costs/kubernetes/{cluster}/optimization`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OptimizationResponse {
     pub cluster: String,
-    /// Sum of the recommendations' estimated monthly savings.
+    /// What the cluster costs per 730-hour month (idle included), over the period the bridge's
+    /// advice observed; null before the aggregator made any.
+    pub monthly_cost: Option<f64>,
+    /// When the bridge's advice was made, null before the aggregator made any.
+    #[schema(format = DateTime)]
+    pub made_at: Option<String>,
+    /// The allocation rows the bridge's advice was computed from.
+    pub observed: Option<Range>,
+    /// Sum of the listed recommendations' estimated monthly savings. Kubecost's and the
+    /// bridge's request sizing can advise on the same container: with both sources listed,
+    /// that saving counts in each (see `sources` for each source's own total).
     pub total_estimated_monthly_savings: f64,
+    /// `total_estimated_monthly_savings / monthly_cost`, null without a monthly cost.
+    pub savings_share: Option<f64>,
+    /// Totals per source (`bridge`, `kubecost`).
+    pub sources: Vec<SourceSavings>,
     /// Largest saving first.
     pub recommendations: Vec<Recommendation>,
 }
@@ -226,9 +261,12 @@ pub struct BudgetScope {
     pub values: Vec<String>,
 }
 
-/// A Kubecost budget.
+/// A budget (Kubecost's or one from the bridge's config) with its utilisation and projection.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BudgetOut {
+    /// `kubecost` (Kubecost's budgets API) or `bridge` (the `budgets:` config).
+    pub source: String,
+    /// Kubecost's id; `bridge:NAME` for a budget from config.
     pub id: String,
     pub name: String,
     pub budget_type: String,
@@ -239,8 +277,25 @@ pub struct BudgetOut {
     pub current_spend: f64,
     /// `current_spend / spend_limit`, null without a positive limit.
     pub utilization: Option<f64>,
+    /// The current period.
     pub window: Range,
     pub scope: Vec<BudgetScope>,
+    pub currency: String,
+    /// Spend per hour over the last 7 days of summaries in the budget's scope; null when the
+    /// scope is not one the summaries know (a Kubecost label or a cluster other than this).
+    pub run_rate_per_hour: Option<f64>,
+    /// Spend to date plus the run rate to the end of the period.
+    pub projected_spend: Option<f64>,
+    pub projected_utilization: Option<f64>,
+    /// `max(0, projected_spend - spend_limit)`.
+    pub projected_overrun: Option<f64>,
+    /// When spend reaches the limit at the run rate, null if not within the period.
+    #[schema(format = DateTime)]
+    pub exceeds_at: Option<String>,
+    /// The end of the data the bridge's figures cover (spend to date for config budgets, the
+    /// start of the projection for both).
+    #[schema(format = DateTime)]
+    pub as_of: String,
 }
 
 /// `GET /api/v1/costs/kubernetes/{cluster}/budgets`.
@@ -273,8 +328,27 @@ pub struct ForecastOut {
     pub total: f64,
     pub lower: f64,
     pub upper: f64,
-    /// Kubecost's own prediction for the same horizon, null where it made none.
-    pub kubecost: Option<f64>,
+    /// Kubecost's spec-cost predictions for workloads in this forecast's scope (the cluster,
+    /// or the namespace), null where Kubecost made none.
+    pub kubecost_prediction: Option<KubecostPredictionOut>,
+}
+
+/// Kubecost's spec-cost prediction (`/model/prediction/speccost`) summed over the workloads of
+/// a forecast's scope: what their specs cost per month before and after the change Kubecost
+/// was asked about.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KubecostPredictionOut {
+    /// `namespace/kind/name` of each workload predicted.
+    pub workloads: Vec<String>,
+    /// Monthly cost of the workloads as they run (Kubecost's `costBefore.totalMonthlyRate`).
+    pub monthly_cost_before: f64,
+    /// Monthly cost with the predicted spec (`costAfter.totalMonthlyRate`).
+    pub monthly_cost: f64,
+    /// `monthly_cost - monthly_cost_before`.
+    pub monthly_change: f64,
+    /// The change over the forecast's horizon (`monthly_change × horizon hours / 730`), to
+    /// add to `total` for a forecast that includes the predicted change.
+    pub horizon_change: f64,
 }
 
 /// `GET /api/v1/costs/kubernetes/{cluster}/forecast`.

@@ -1,5 +1,5 @@
-//! Ports for what the aggregator derives from stored allocations: cost summaries, anomalies and
-//! forecasts, plus read access to Kubecost's budgets, savings and predictions. The REST API
+//! Ports for what the aggregator derives from stored allocations: cost summaries, anomalies,
+//! forecasts and the bridge's own recommendations, plus read access to Kubecost's budgets, savings and predictions. The REST API
 //! reads through [`InsightReader`]; the aggregator writes through [`InsightStore`].
 //!
 //! Semantics every backend keeps:
@@ -10,8 +10,12 @@
 //! - A summary records its [`Source`]: Kubecost's API (authoritative for closed windows) or the
 //!   real-time estimate (the open hour). Readers prefer `Api` rows and use `Realtime` rows only
 //!   for buckets the API has not covered yet.
+//! - Recommendations are replaced per cluster: [`InsightStore::put_recommendations`] swaps the
+//!   cluster's whole [`RecommendationSet`] in one transaction, so a reader sees the previous
+//!   run's list or the new one, never a mix, and running the aggregator again stores the same.
 
 use kb_analytics::anomaly::{Anomaly, DetectorKind, Severity};
+use kb_analytics::recommend::Recommendation;
 use kb_analytics::{CostSummary, Dimension, Granularity};
 use kb_core::{Budget, SavingsRecommendation, SpecCostPrediction, Window};
 
@@ -89,6 +93,22 @@ pub struct ForecastRow {
     pub kubecost: Option<f64>,
 }
 
+/// The bridge's recommendations for one cluster, as one aggregation run made them (Kubecost's
+/// own are [`InsightReader::savings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendationSet {
+    pub cluster: String,
+    /// Unix seconds when the run made them.
+    pub made_at: i64,
+    /// The period of allocation rows they were computed from.
+    pub observed: Window,
+    /// What the cluster cost per 730-hour month over `observed`, idle included (the base of
+    /// the savings' share).
+    pub monthly_cost: f64,
+    /// Largest saving first.
+    pub items: Vec<Recommendation>,
+}
+
 /// Writes the aggregator's results.
 pub trait InsightStore: Send + Sync {
     /// Replaces the `source` summaries of `cluster` at `granularity` whose bucket starts in
@@ -114,6 +134,10 @@ pub trait InsightStore: Send + Sync {
 
     /// Replaces every stored forecast of `cluster`.
     fn put_forecasts(&self, cluster: &str, rows: &[ForecastRow]) -> Result<(), StoreError>;
+
+    /// Replaces the bridge's recommendations of `set.cluster` with `set` (items of another
+    /// cluster are an error).
+    fn put_recommendations(&self, set: &RecommendationSet) -> Result<(), StoreError>;
 }
 
 /// Reads what the API serves besides raw allocation costs.
@@ -136,6 +160,10 @@ pub trait InsightReader: Send + Sync {
 
     /// Kubecost's spec-cost predictions for a cluster.
     fn predictions(&self, cluster: &str) -> Result<Vec<SpecCostPrediction>, StoreError>;
+
+    /// The bridge's newest recommendations for a cluster, largest saving first; `None` before
+    /// the aggregator made any.
+    fn recommendations(&self, cluster: &str) -> Result<Option<RecommendationSet>, StoreError>;
 }
 
 /// Stable stored names of the analytics enums, shared by every backend.

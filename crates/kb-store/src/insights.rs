@@ -1,15 +1,18 @@
 //! The aggregator's results in SQLite: [`InsightStore`] and [`InsightReader`] for
-//! [`SqliteStore`] over the `cost_summaries`, `anomalies` and `forecasts` tables (migration 3).
+//! [`SqliteStore`] over the `cost_summaries`, `anomalies` and `forecasts` tables (migration 3)
+//! and the bridge's recommendations (`recommendation_runs`, `recommendations`, migration 5).
 //!
 //! Every write replaces what it covers in one transaction on the shared connection, so
 //! aggregating a range again never counts twice and a reader never sees half a replacement.
 
 use kb_analytics::anomaly::Anomaly;
+use kb_analytics::recommend::{Recommendation, RecommendationKind};
 use kb_analytics::summary::CostTotals;
 use kb_analytics::{CostSummary, Granularity, SeriesKey};
 use kb_core::{Budget, SavingsRecommendation, SpecCostPrediction, Window};
 use kb_pipeline::insights::{
-    ForecastRow, InsightReader, InsightStore, Source, StoredSummary, SummaryQuery, names,
+    ForecastRow, InsightReader, InsightStore, RecommendationSet, Source, StoredSummary,
+    SummaryQuery, names,
 };
 use rusqlite::{Connection, params};
 
@@ -204,6 +207,61 @@ impl InsightStore for SqliteStore {
             tx.commit().map_err(db_err(op))
         })
     }
+    fn put_recommendations(&self, set: &RecommendationSet) -> Result<(), StoreError> {
+        if let Some(r) = set.items.iter().find(|r| r.cluster != set.cluster) {
+            return Err(StoreError::permanent(format!(
+                "recommendation for cluster {} in the set of cluster {}",
+                r.cluster, set.cluster
+            )));
+        }
+        let f = |v: f64| if v.is_finite() { v } else { 0.0 };
+        self.with_conn(|c| {
+            let op = "replace recommendations";
+            let tx = c.transaction().map_err(db_err(op))?;
+            let cid = ensure_cluster(&tx, &set.cluster)?;
+            tx.prepare_cached("DELETE FROM recommendations WHERE cluster_id = ?1")
+                .and_then(|mut s| s.execute(params![cid]))
+                .map_err(db_err(op))?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO recommendation_runs (cluster_id, made_at, window_start, \
+                 window_end, monthly_cost) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    cid,
+                    set.made_at,
+                    set.observed.start,
+                    set.observed.end,
+                    f(set.monthly_cost)
+                ])
+            })
+            .map_err(db_err(op))?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO recommendations (cluster_id, kind, namespace, controller_kind, \
+                         controller, target, description, current_monthly_cost, monthly_savings) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(db_err(op))?;
+                for r in &set.items {
+                    st.execute(params![
+                        cid,
+                        r.kind.as_str(),
+                        r.namespace,
+                        r.controller_kind,
+                        r.controller,
+                        r.target,
+                        r.description,
+                        f(r.current_monthly_cost),
+                        f(r.monthly_savings),
+                    ])
+                    .map_err(db_err(op))?;
+                }
+            }
+            tx.commit().map_err(db_err(op))
+        })
+    }
 }
 
 impl InsightReader for SqliteStore {
@@ -383,5 +441,66 @@ impl InsightReader for SqliteStore {
 
     fn predictions(&self, cluster: &str) -> Result<Vec<SpecCostPrediction>, StoreError> {
         SqliteStore::predictions(self, cluster)
+    }
+
+    fn recommendations(&self, cluster: &str) -> Result<Option<RecommendationSet>, StoreError> {
+        self.with_conn(|c| {
+            let op = "read recommendations";
+            let Some(cid) = cluster_id(c, cluster)? else {
+                return Ok(None);
+            };
+            let run = c
+                .prepare_cached(
+                    "SELECT made_at, window_start, window_end, monthly_cost \
+                     FROM recommendation_runs WHERE cluster_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![cid], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<_, f64>(3)?,
+                        ))
+                    })
+                });
+            let (made_at, start, end, monthly_cost) = match run {
+                Ok(v) => v,
+                Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+                Err(e) => return Err(db_err(op)(e)),
+            };
+            let mut st = c
+                .prepare_cached(
+                    "SELECT kind, namespace, controller_kind, controller, target, description, \
+                     current_monthly_cost, monthly_savings FROM recommendations \
+                     WHERE cluster_id = ?1 ORDER BY monthly_savings DESC, id",
+                )
+                .map_err(db_err(op))?;
+            let rows = st
+                .query_map(params![cid], |r| {
+                    let kind: String = r.get(0)?;
+                    Ok(Recommendation {
+                        kind: RecommendationKind::parse(&kind)
+                            .ok_or_else(|| bad("recommendation kind", &kind))?,
+                        cluster: cluster.to_string(),
+                        namespace: r.get(1)?,
+                        controller_kind: r.get(2)?,
+                        controller: r.get(3)?,
+                        target: r.get(4)?,
+                        description: r.get(5)?,
+                        current_monthly_cost: r.get(6)?,
+                        monthly_savings: r.get(7)?,
+                    })
+                })
+                .map_err(db_err(op))?;
+            let items = rows.collect::<Result<Vec<_>, _>>().map_err(db_err(op))?;
+            Ok(Some(RecommendationSet {
+                cluster: cluster.to_string(),
+                made_at,
+                observed: Window { start, end },
+                monthly_cost,
+                items,
+            }))
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kb_core::{Allocation, Window};
+use kb_core::{Allocation, Asset, AssetType, Window};
 use kb_pipeline::ports::PodLabels;
 use rusqlite::{OpenFlags, params};
 
@@ -210,6 +210,67 @@ impl SqliteStore {
             }
         }
         Ok(out.into_iter().map(|(p, _)| p).collect())
+    }
+}
+
+impl SqliteStore {
+    /// The node assets stored for `cluster` whose window lies inside `range`, oldest window
+    /// first, with the bridge's cluster name and the fields node-pool sizing reads (name,
+    /// instance type, zone, labels, capacity, hours, preemptible, cost).
+    pub fn node_assets(&self, cluster: &str, range: Window) -> Result<Vec<Asset>, StoreError> {
+        self.with_conn(|c| {
+            let op = "read node assets";
+            let mut st = c
+                .prepare_cached(
+                    "SELECT a.asset_key, a.name, a.provider_id, a.node_type, a.zone, l.json, \
+                     a.window_start, a.window_end, a.run_start, a.run_end, a.minutes, a.cpu_cores, \
+                     a.ram_bytes, a.cpu_core_hours, a.ram_byte_hours, a.gpu_count, a.gpu_hours, \
+                     a.preemptible, a.discount, a.cpu_cost, a.ram_cost, a.gpu_cost, a.adjustment, \
+                     a.total_cost \
+                     FROM assets a JOIN clusters c ON c.id = a.cluster_id \
+                     JOIN label_sets l ON l.id = a.labels_id \
+                     WHERE c.name = ?1 AND a.asset_type = 'Node' \
+                     AND a.window_start >= ?2 AND a.window_end <= ?3 \
+                     ORDER BY a.window_start, a.id",
+                )
+                .map_err(db_err(op))?;
+            let rows = st
+                .query_map(params![cluster, range.start, range.end], |r| {
+                    Ok(Asset {
+                        key: r.get(0)?,
+                        asset_type: AssetType::Node,
+                        cluster: cluster.to_string(),
+                        name: r.get(1)?,
+                        provider_id: r.get(2)?,
+                        node_type: r.get(3)?,
+                        zone: r.get(4)?,
+                        labels: labels(&r.get::<_, String>(5)?),
+                        window: Window {
+                            start: r.get(6)?,
+                            end: r.get(7)?,
+                        },
+                        start: r.get(8)?,
+                        end: r.get(9)?,
+                        minutes: r.get(10)?,
+                        cpu_cores: r.get(11)?,
+                        ram_bytes: r.get(12)?,
+                        cpu_core_hours: r.get(13)?,
+                        ram_byte_hours: r.get(14)?,
+                        gpu_count: r.get(15)?,
+                        gpu_hours: r.get(16)?,
+                        preemptible: r.get(17)?,
+                        discount: r.get(18)?,
+                        cpu_cost: r.get(19)?,
+                        ram_cost: r.get(20)?,
+                        gpu_cost: r.get(21)?,
+                        adjustment: r.get(22)?,
+                        total_cost: r.get(23)?,
+                        ..Asset::default()
+                    })
+                })
+                .map_err(db_err(op))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err(op))
+        })
     }
 }
 

@@ -325,8 +325,41 @@ CREATE TABLE alert_states (
 ) WITHOUT ROWID;
 "#;
 
+/// Migration 5: the bridge's own recommendations (beside Kubecost's `savings`), replaced per
+/// cluster by each aggregation run: `recommendation_runs` holds one row per cluster (when, the
+/// observed period and the cluster's monthly cost, the base of the savings' share) and
+/// `recommendations` its list.
+const MIGRATION_5: &str = r#"
+CREATE TABLE recommendation_runs (
+    cluster_id    INTEGER PRIMARY KEY,
+    made_at       INTEGER NOT NULL,
+    window_start  INTEGER NOT NULL,
+    window_end    INTEGER NOT NULL,
+    monthly_cost  REAL NOT NULL
+);
+CREATE TABLE recommendations (
+    id                   INTEGER PRIMARY KEY,
+    cluster_id           INTEGER NOT NULL,
+    kind                 TEXT NOT NULL,
+    namespace            TEXT NOT NULL,
+    controller_kind      TEXT NOT NULL,
+    controller           TEXT NOT NULL,
+    target               TEXT NOT NULL,
+    description          TEXT NOT NULL,
+    current_monthly_cost REAL NOT NULL,
+    monthly_savings      REAL NOT NULL
+);
+CREATE INDEX recommendations_cluster ON recommendations (cluster_id);
+"#;
+
 /// The migration scripts, oldest first; script `i` takes a database from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// The schema version this binary writes (the number of migrations).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -350,6 +383,8 @@ pub const TABLES: &[&str] = &[
     "anomalies",
     "forecasts",
     "alert_states",
+    "recommendation_runs",
+    "recommendations",
 ];
 
 /// An `f64` field of a model record and the column that stores it.

@@ -13,6 +13,10 @@
 //!    `aggregation.history`, through the seed's increase rule and the seasonal detector; the
 //!    anomalies starting inside the run's days replace the stored ones.
 //! 4. Forecasts: daily series per cluster and namespace over the history, 7 and 30 days ahead.
+//! 5. Recommendations: the allocation rows and node assets of the last `aggregation.optimization
+//!    .observe` (up to the last closed hour) through `kb_analytics::recommend`: right-sizing,
+//!    abandoned workloads, node-pool sizing and spot candidates replace the cluster's stored
+//!    list. Rows are read without their labels, so memory holds the numbers and names only.
 //!
 //! Summaries record `source = api`: they come from Kubecost's API data. The real-time
 //! estimate of the open hour is written with `source = realtime` by the metrics processor and
@@ -23,12 +27,15 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use kb_analytics::anomaly::{IncreaseRule, SeasonalConfig, detect_all};
 use kb_analytics::forecast::{ForecastConfig, forecast_days};
+use kb_analytics::recommend::recommend;
 use kb_analytics::series::series_from_summaries;
 use kb_analytics::summary::CostTotals;
 use kb_analytics::{CostSummary, Dimension, Granularity, SummaryBuilder, apply_rules};
-use kb_core::window::{DAY, floor_to};
+use kb_core::window::{DAY, HOUR, floor_to};
 use kb_core::{Allocation, Window};
-use kb_pipeline::insights::{ForecastRow, InsightReader, InsightStore, Source, SummaryQuery};
+use kb_pipeline::insights::{
+    ForecastRow, InsightReader, InsightStore, RecommendationSet, Source, SummaryQuery,
+};
 use kb_store::SqliteStore;
 
 use crate::config::AggregationConfig;
@@ -44,6 +51,10 @@ pub(crate) struct AggregateReport {
     pub summaries: u64,
     pub anomalies: u64,
     pub forecasts: u64,
+    /// Recommendations stored.
+    pub recommendations: u64,
+    /// Their estimated monthly saving (every cluster).
+    pub monthly_savings: f64,
     /// Per cluster: (namespace or `None` for the cluster, last 24 closed hours over the 24
     /// before, minus 1), for `kubecost_bridge_cost_increase_ratio`.
     pub increases: Vec<(String, Increases)>,
@@ -56,6 +67,8 @@ impl AggregateReport {
         self.summaries += o.summaries;
         self.anomalies += o.anomalies;
         self.forecasts += o.forecasts;
+        self.recommendations += o.recommendations;
+        self.monthly_savings += o.monthly_savings;
         self.increases.extend(o.increases.iter().cloned());
     }
 }
@@ -81,6 +94,8 @@ pub(crate) fn aggregate(
             summaries = r.summaries,
             anomalies = r.anomalies,
             forecasts = r.forecasts,
+            recommendations = r.recommendations,
+            monthly_savings = r.monthly_savings,
             "aggregated"
         );
         total.add(&r);
@@ -127,6 +142,9 @@ fn aggregate_cluster(
     report.anomalies = anomalies;
     report.increases.push((cluster.to_string(), increases));
     report.forecasts = forecast(store, cfg, cluster, now)?;
+    let set = recommendations(store, cfg, cluster, now)?;
+    report.recommendations = set.items.len() as u64;
+    report.monthly_savings = set.items.iter().map(|r| r.monthly_savings).sum();
     Ok(report)
 }
 
@@ -371,4 +389,49 @@ fn forecast(
     }
     store.put_forecasts(cluster, &rows)?;
     Ok(rows.len() as u64)
+}
+
+/// Computes the cluster's recommendations from the allocation rows and node assets of the
+/// observed period and replaces the stored ones; returns what it stored.
+fn recommendations(
+    store: &SqliteStore,
+    cfg: &AggregationConfig,
+    cluster: &str,
+    now: i64,
+) -> anyhow::Result<RecommendationSet> {
+    let end = floor_to(now, HOUR);
+    let observed = Window {
+        start: end - (cfg.observe.as_secs() as i64).max(HOUR),
+        end,
+    };
+    let mut rows: Vec<Allocation> = Vec::new();
+    store.allocations(cluster, observed, &mut |mut a| {
+        // The advice reads numbers and names only.
+        a.labels = Vec::new();
+        a.annotations = Vec::new();
+        a.namespace_labels = Vec::new();
+        a.services = Vec::new();
+        rows.push(a);
+        Ok(())
+    })?;
+    // Assets are daily: every day the observed period touches.
+    let days = Window {
+        start: floor_to(observed.start, DAY),
+        end: floor_to(observed.end + DAY - 1, DAY),
+    };
+    let nodes = store.node_assets(cluster, days)?;
+    let rec = recommend(&rows, &nodes, &cfg.optimization);
+    let set = RecommendationSet {
+        cluster: cluster.to_string(),
+        made_at: now,
+        observed,
+        monthly_cost: rec.monthly_cost.get(cluster).copied().unwrap_or(0.0),
+        items: rec
+            .items
+            .into_iter()
+            .filter(|r| r.cluster == cluster)
+            .collect(),
+    };
+    store.put_recommendations(&set)?;
+    Ok(set)
 }

@@ -18,7 +18,8 @@
 //! (the embedded store's file, the default store), `extract:` (lookback, retention, timeouts,
 //! retries, concurrency), `retention:`, `api.listen`, `aggregation:` (rules, anomaly thresholds),
 //! `schedule.aggregation`, `remote_write:` (data sources of the receiver), `realtime:` (scrapes),
-//! `clickhouse:` (the mirror's database and credentials) and `alerts:` (thresholds, webhooks).
+//! `clickhouse:` (the mirror's database and credentials), `alerts:` (thresholds, webhooks) and
+//! `budgets:` (the bridge's own budgets, beside Kubecost's).
 //! `config/example.yaml` documents every key.
 //!
 //! Layers: built-in defaults, then the file, then environment variables
@@ -102,6 +103,8 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     influxdb: RawInfluxdb,
+    #[serde(default)]
+    budgets: Vec<RawBudget>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +193,35 @@ struct RawAggregation {
     anomaly_min_cost: Option<f64>,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    optimization: RawOptimization,
+}
+
+/// `aggregation.optimization`: the bridge's own recommendations.
+#[derive(Debug, Default, Deserialize)]
+struct RawOptimization {
+    observe: Option<String>,
+    quantile: Option<f64>,
+    headroom: Option<f64>,
+    node_target_utilization: Option<f64>,
+    spot_discount: Option<f64>,
+    spot_min_replicas: Option<u32>,
+}
+
+/// One entry of `budgets:`.
+#[derive(Debug, Default, Deserialize)]
+struct RawBudget {
+    name: Option<String>,
+    cluster: Option<String>,
+    namespace: Option<String>,
+    team: Option<String>,
+    owner: Option<String>,
+    product: Option<String>,
+    cost_center: Option<String>,
+    amount: Option<f64>,
+    period: Option<String>,
+    start_day: Option<u32>,
+    currency: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +536,8 @@ pub(crate) struct Config {
     pub alerts: kb_ops::AlertsConfig,
     pub influxdb_settings: InfluxSettings,
     pub api: ApiSettings,
+    /// `budgets:`, served by `/budgets` beside Kubecost's.
+    pub budgets: Vec<kb_analytics::budget::BudgetSpec>,
 }
 
 /// How an API key's secret is given.
@@ -631,6 +665,9 @@ pub(crate) struct AggregationConfig {
     /// reports), so a job costing cents does not raise "+500%".
     pub anomaly_min_cost: f64,
     pub rules: kb_analytics::Rules,
+    /// Allocation rows (ending at the last closed hour) the recommendations are computed from.
+    pub observe: Duration,
+    pub optimization: kb_analytics::recommend::RecommendConfig,
 }
 
 /// The default embedded store file.
@@ -1282,6 +1319,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             problems,
         ),
     };
+    let budgets = budgets(&raw, &clusters, problems);
     Some(Config {
         clusters,
         allocation,
@@ -1316,6 +1354,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         alerts: alerts(&raw.alerts, problems),
         influxdb_settings: influx_settings(&raw.influxdb, problems),
         api: api_settings(&raw.api, problems),
+        budgets,
     })
 }
 
@@ -1884,7 +1923,208 @@ fn aggregation(raw: &RawAggregation, problems: &mut Vec<ConfigProblem>) -> Aggre
         ),
         anomaly_threshold,
         rules,
+        observe: duration(
+            &raw.optimization.observe,
+            "aggregation.optimization.observe",
+            Duration::from_secs(7 * 86_400),
+            problems,
+        ),
+        optimization: optimization(&raw.optimization, problems),
     }
+}
+
+fn fraction(
+    raw: Option<f64>,
+    path: &str,
+    default: f64,
+    ok: impl Fn(f64) -> bool,
+    what: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> f64 {
+    match raw {
+        None => default,
+        Some(v) if v.is_finite() && ok(v) => v,
+        Some(v) => {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                reason: format!("{v} is not {what}"),
+            });
+            default
+        }
+    }
+}
+
+fn optimization(
+    raw: &RawOptimization,
+    problems: &mut Vec<ConfigProblem>,
+) -> kb_analytics::recommend::RecommendConfig {
+    let d = kb_analytics::recommend::RecommendConfig::default();
+    let p = "aggregation.optimization";
+    kb_analytics::recommend::RecommendConfig {
+        optimize: kb_analytics::optimize::OptimizeConfig {
+            quantile: fraction(
+                raw.quantile,
+                &format!("{p}.quantile"),
+                d.optimize.quantile,
+                |v| v > 0.0 && v <= 1.0,
+                "a quantile above 0 and at most 1 (0.95 = p95)",
+                problems,
+            ),
+            headroom: fraction(
+                raw.headroom,
+                &format!("{p}.headroom"),
+                d.optimize.headroom,
+                |v| v >= 0.0,
+                "a fraction of at least 0 (0.2 = 20% above the quantile)",
+                problems,
+            ),
+            ..d.optimize
+        },
+        node_target_utilization: fraction(
+            raw.node_target_utilization,
+            &format!("{p}.node_target_utilization"),
+            d.node_target_utilization,
+            |v| v > 0.0 && v <= 1.0,
+            "a fraction above 0 and at most 1 (0.8 = 80% allocated)",
+            problems,
+        ),
+        spot_discount: fraction(
+            raw.spot_discount,
+            &format!("{p}.spot_discount"),
+            d.spot_discount,
+            |v| (0.0..1.0).contains(&v),
+            "a fraction from 0 to below 1 (0.6 = spot is 60% cheaper)",
+            problems,
+        ),
+        spot_min_replicas: match raw.spot_min_replicas {
+            None => d.spot_min_replicas,
+            Some(0) => {
+                problems.push(ConfigProblem {
+                    path: format!("{p}.spot_min_replicas"),
+                    reason: "must be at least 1".into(),
+                });
+                d.spot_min_replicas
+            }
+            Some(n) => n,
+        },
+        ..d
+    }
+}
+
+/// Validates `budgets:`: each names a configured cluster, at most one of namespace, team,
+/// owner, product and cost_center, a positive amount, a period and the currency Kubecost
+/// reports (`api.currency`; the bridge does not convert).
+fn budgets(
+    raw: &RawConfig,
+    clusters: &[ClusterConfig],
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<kb_analytics::budget::BudgetSpec> {
+    use kb_analytics::Dimension;
+    use kb_analytics::budget::{BudgetPeriod, BudgetSpec};
+    let currency = raw.api.currency.clone().unwrap_or_else(|| "USD".into());
+    let mut out: Vec<BudgetSpec> = Vec::new();
+    for (i, b) in raw.budgets.iter().enumerate() {
+        let path = format!("budgets[{i}]");
+        let mut bad = |key: &str, reason: String| {
+            problems.push(ConfigProblem {
+                path: format!("{path}.{key}"),
+                reason,
+            });
+        };
+        let name = b.name.clone().filter(|n| !n.trim().is_empty());
+        if name.is_none() {
+            bad("name", "a budget needs a name".into());
+        } else if out.iter().any(|o| Some(&o.name) == name.as_ref()) {
+            bad("name", "another budget has this name".into());
+        }
+        let cluster = b.cluster.clone().unwrap_or_default();
+        if !clusters.iter().any(|c| c.name == cluster) {
+            bad(
+                "cluster",
+                format!("{cluster:?} is not a configured cluster"),
+            );
+        }
+        let filters: Vec<(Dimension, &String)> = [
+            (Dimension::Namespace, &b.namespace),
+            (Dimension::Team, &b.team),
+            (Dimension::Owner, &b.owner),
+            (Dimension::Product, &b.product),
+            (Dimension::CostCenter, &b.cost_center),
+        ]
+        .into_iter()
+        .filter_map(|(d, v)| v.as_ref().map(|v| (d, v)))
+        .collect();
+        if filters.len() > 1 {
+            bad(
+                "namespace",
+                "give at most one of namespace, team, owner, product, cost_center".into(),
+            );
+        }
+        if filters.iter().any(|(_, v)| v.is_empty()) {
+            bad("namespace", "a filter value cannot be empty".into());
+        }
+        let amount = match b.amount {
+            Some(a) if a.is_finite() && a > 0.0 => a,
+            Some(a) => {
+                bad("amount", format!("{a} is not an amount above 0"));
+                0.0
+            }
+            None => {
+                bad(
+                    "amount",
+                    "the budget's amount per period is required".into(),
+                );
+                0.0
+            }
+        };
+        let period = match b.period.as_deref().unwrap_or("month") {
+            "month" => match b.start_day {
+                None => BudgetPeriod::Monthly { start_day: 1 },
+                Some(d) if (1..=28).contains(&d) => BudgetPeriod::Monthly { start_day: d },
+                Some(d) => {
+                    bad(
+                        "start_day",
+                        format!("{d} is not a day of the month from 1 to 28"),
+                    );
+                    BudgetPeriod::Monthly { start_day: 1 }
+                }
+            },
+            "week" => match b.start_day {
+                None => BudgetPeriod::Weekly { start_weekday: 1 },
+                Some(d) if d <= 6 => BudgetPeriod::Weekly { start_weekday: d },
+                Some(d) => {
+                    bad(
+                        "start_day",
+                        format!("{d} is not a weekday from 0 (Sunday) to 6"),
+                    );
+                    BudgetPeriod::Weekly { start_weekday: 1 }
+                }
+            },
+            other => {
+                bad("period", format!("{other:?} is not one of month, week"));
+                BudgetPeriod::Monthly { start_day: 1 }
+            }
+        };
+        let c = b.currency.clone().unwrap_or_else(|| currency.clone());
+        if !c.eq_ignore_ascii_case(&currency) {
+            bad(
+                "currency",
+                format!(
+                    "{c:?} is not the currency Kubecost reports (api.currency: {currency}); \
+                     the bridge does not convert"
+                ),
+            );
+        }
+        out.push(BudgetSpec {
+            name: name.unwrap_or_default(),
+            cluster,
+            filter: filters.first().map(|(d, v)| (*d, (*v).clone())),
+            amount,
+            period,
+            currency: currency.clone(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -2056,6 +2296,9 @@ mod example {
             jwt.jwks,
             JwksSource::Url { refresh, .. } if refresh == Duration::from_secs(600)
         ));
+        assert_eq!(c.budgets.len(), 2);
+        assert_eq!(c.aggregation.observe, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.aggregation.optimization.spot_discount, 0.6);
     }
 
     #[test]
@@ -2071,5 +2314,60 @@ mod example {
         assert_eq!(j.config.scopes_claim, "scope");
         assert_eq!(j.config.clusters_claim, None);
         assert_eq!(j.jwks, JwksSource::File("/j.json".into()));
+    }
+
+    const CLUSTER: &str = "clusters:\n  - { name: a, endpoint: \"http://k:9090\" }\n";
+
+    #[test]
+    fn budgets_load_with_their_filter_period_and_currency() {
+        use kb_analytics::Dimension;
+        use kb_analytics::budget::BudgetPeriod;
+        let text = format!(
+            "{CLUSTER}budgets:\n  - {{ name: all, cluster: a, amount: 1000 }}\n  - {{ name: shop, cluster: a, team: shop, amount: 50.5, period: week, start_day: 0, currency: usd }}\n"
+        );
+        let c = Config::from_yaml(&text, &BTreeMap::new()).unwrap();
+        let all = &c.budgets[0];
+        assert_eq!((all.name.as_str(), all.cluster.as_str()), ("all", "a"));
+        assert_eq!(all.filter, None);
+        assert_eq!(all.period, BudgetPeriod::Monthly { start_day: 1 });
+        assert_eq!(all.currency, "USD");
+        let shop = &c.budgets[1];
+        assert_eq!(shop.filter, Some((Dimension::Team, "shop".to_string())));
+        assert_eq!(shop.amount, 50.5);
+        assert_eq!(shop.period, BudgetPeriod::Weekly { start_weekday: 0 });
+    }
+
+    #[test]
+    fn bad_budgets_and_optimization_settings_name_their_path() {
+        let text = format!(
+            "{CLUSTER}aggregation:\n  optimization: {{ observe: often, spot_discount: 1.5, node_target_utilization: 0, spot_min_replicas: 0 }}\nbudgets:\n  - {{ cluster: b, namespace: x, team: y, amount: -1, period: year }}\n  - {{ name: m, cluster: a, amount: 1, start_day: 31, currency: EUR }}\n  - {{ name: m, cluster: a, amount: 2 }}\n"
+        );
+        let e = Config::from_yaml(&text, &BTreeMap::new()).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "aggregation.optimization.observe",
+            "aggregation.optimization.spot_discount",
+            "aggregation.optimization.node_target_utilization",
+            "aggregation.optimization.spot_min_replicas",
+            "budgets[0].name",
+            "budgets[0].cluster",
+            "budgets[0].namespace",
+            "budgets[0].amount",
+            "budgets[0].period",
+            "budgets[1].start_day",
+            "budgets[1].currency",
+            "budgets[2].name",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        let currency =
+            e.0.iter()
+                .find(|p| p.path == "budgets[1].currency")
+                .unwrap();
+        assert!(
+            currency.reason.contains("does not convert"),
+            "{}",
+            currency.reason
+        );
     }
 }

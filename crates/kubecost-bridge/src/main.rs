@@ -345,13 +345,15 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             let store = app::open_store(&cfg)?;
             let r = app::run_aggregation(&cfg, &store, from, to, cluster.as_deref()).await?;
             println!(
-                "aggregated {} day(s) of {} allocation rows under rules version {}: {} summaries, {} anomalies, {} forecasts",
+                "aggregated {} day(s) of {} allocation rows under rules version {}: {} summaries, {} anomalies, {} forecasts, {} recommendations saving {:.2} a month",
                 r.days,
                 r.rows,
                 cfg.aggregation.rules.version,
                 r.summaries,
                 r.anomalies,
-                r.forecasts
+                r.forecasts,
+                r.recommendations,
+                r.monthly_savings
             );
             Ok(())
         }

@@ -413,7 +413,8 @@ fn api_state(
         cache_ttl: a.cache_ttl,
         ..kb_api::Limits::default()
     })
-    .with_rules(cfg.aggregation.rules.clone());
+    .with_rules(cfg.aggregation.rules.clone())
+    .with_budgets(cfg.budgets.clone());
     state.currency.clone_from(&a.currency);
     Ok(state)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kb_analytics::anomaly::{Anomaly, IncreaseRule, SeasonalConfig, detect_all};
 use kb_analytics::forecast::{ForecastConfig, holdout_mape};
 use kb_analytics::optimize::{OptimizeConfig, advise};
+use kb_analytics::recommend::{RecommendConfig, RecommendationKind, recommend};
 use kb_analytics::series::{Series, SeriesKey, series_from_summaries};
 use kb_analytics::summary::{Dimension, Granularity, SummaryBuilder};
 use kb_analytics::{Rules, apply_rules};
@@ -292,6 +293,20 @@ async fn optimisation_on_simulator_data() {
         end: DAY0,
     };
     let rows = sim.allocations(w, "step=1h&splitIdle=true").await;
+    // Node assets, a day at a time as the extractor asks.
+    let mut nodes = Vec::new();
+    for day in [w.start, w.start + DAY] {
+        let dw = Window {
+            start: day,
+            end: day + DAY,
+        };
+        let url = format!(
+            "{}/model/assets?window={},{}&filterTypes=Node",
+            sim.base, dw.start, dw.end
+        );
+        let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+        nodes.extend(kb_kubecost::parse_assets_document(&body, dw).unwrap());
+    }
     sim.stop().await;
     let advice = advise(&rows, &OptimizeConfig::default());
     let share = advice.monthly_savings / advice.monthly_cost;
@@ -312,4 +327,36 @@ async fn optimisation_on_simulator_data() {
     );
     assert!(!advice.right_sizing.is_empty());
     assert!(share > 0.0 && share < 1.0);
+
+    // The bridge's whole list, per cluster, against what the cluster costs (idle included).
+    let rec = recommend(&rows, &nodes, &RecommendConfig::default());
+    for (cluster, monthly) in &rec.monthly_cost {
+        let mine: Vec<_> = rec.items.iter().filter(|r| &r.cluster == cluster).collect();
+        let total = rec.monthly_savings(cluster);
+        let by_kind: Vec<String> = RecommendationKind::ALL
+            .iter()
+            .map(|k| {
+                let of: Vec<_> = mine.iter().filter(|r| r.kind == *k).collect();
+                let s: f64 = of.iter().map(|r| r.monthly_savings).sum::<f64>() + 0.0;
+                format!("{} {} ({:.1}%)", of.len(), k.as_str(), s / monthly * 100.0)
+            })
+            .collect();
+        eprintln!(
+            "recommendations for {cluster}: monthly cost {monthly:.2}, savings {total:.2} ({:.1}%): {}",
+            total / monthly * 100.0,
+            by_kind.join(", ")
+        );
+        assert!(total > 0.0 && total < *monthly);
+        assert!(
+            mine.iter()
+                .any(|r| r.kind == RecommendationKind::SpotCandidate)
+        );
+        for r in &mine {
+            assert!(r.current_monthly_cost >= 0.0 && r.monthly_savings.is_finite());
+            assert!(
+                r.monthly_savings <= r.current_monthly_cost + 1e-9,
+                "a saving above what the target costs: {r:?}"
+            );
+        }
+    }
 }

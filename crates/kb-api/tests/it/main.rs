@@ -4,10 +4,13 @@
 //! hourly pod allocations for 2024-05-31T00:00Z .. 2024-06-03T13:00Z are written through
 //! `CostStore`, its budgets and savings too; the allocations go through `kb-analytics` rules and
 //! summaries into `InsightStore` for the closed days only (up to 2024-06-03T00:00Z), so the
-//! last 13 hours are served from the allocations (the fallback). Each test starts API servers
-//! on that store with the auth settings it needs.
+//! last 13 hours are served from the allocations (the fallback). The bridge's recommendations
+//! come from `kb_analytics::recommend` over the stored rows and the simulator's node assets,
+//! and one Kubecost spec-cost prediction is stored for `payments`. Each test starts API servers on
+//! that store with the auth settings it needs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod advice;
 mod endpoints;
 mod jwt;
 mod security;
@@ -24,7 +27,7 @@ use kb_api::{
 };
 use kb_core::window::{DAY, HOUR};
 use kb_core::{Allocation, Resolution, Window};
-use kb_pipeline::insights::{ForecastRow, InsightStore, Source};
+use kb_pipeline::insights::{ForecastRow, InsightStore, RecommendationSet, Source};
 use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint};
 use kb_store::SqliteStore;
 
@@ -114,6 +117,31 @@ async fn populate(store: &SqliteStore) {
             t = w.end;
         }
     }
+    // Node assets, one day at a time as the extractor asks.
+    let mut nodes = Vec::new();
+    for cluster in ["cluster-1", "cluster-2"] {
+        let mut t = START;
+        while t < SUMMARY_END {
+            let w = Window {
+                start: t,
+                end: t + DAY,
+            };
+            let body = fetch(
+                &base,
+                &format!(
+                    "/model/assets?window={},{}&filterClusters={cluster}&filterTypes=Node",
+                    w.start, w.end
+                ),
+            )
+            .await;
+            for mut a in kb_kubecost::parse_assets_document(&body, w).unwrap() {
+                a.cluster = cluster.to_string();
+                nodes.push(a);
+            }
+            t = w.end;
+        }
+    }
+    assert!(!nodes.is_empty());
     let budgets =
         kb_kubecost::parse_budgets_document(&fetch(&base, "/model/budgets").await).unwrap();
     let mut savings = kb_kubecost::parse_request_sizing_document(
@@ -167,6 +195,59 @@ async fn populate(store: &SqliteStore) {
             .cloned()
             .collect();
         store.put_savings(cluster, &recs, NOW).unwrap();
+
+        // The bridge's recommendations over the closed days, as the aggregator makes them.
+        let observed = Window {
+            start: START,
+            end: SUMMARY_END,
+        };
+        let rows: Vec<Allocation> = mine
+            .iter()
+            .filter(|a| observed.contains(&a.window))
+            .map(|a| (*a).clone())
+            .collect();
+        let my_nodes: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.cluster == cluster)
+            .cloned()
+            .collect();
+        let rec = kb_analytics::recommend::recommend(
+            &rows,
+            &my_nodes,
+            &kb_analytics::recommend::RecommendConfig::default(),
+        );
+        store
+            .put_recommendations(&RecommendationSet {
+                cluster: cluster.to_string(),
+                made_at: SUMMARY_END,
+                observed,
+                monthly_cost: rec.monthly_cost[cluster],
+                items: rec.items,
+            })
+            .unwrap();
+        store
+            .put_predictions(
+                cluster,
+                &[kb_core::SpecCostPrediction {
+                    namespace: "payments".into(),
+                    controller_kind: "deployment".into(),
+                    controller_name: "api".into(),
+                    cost_before: kb_core::MonthlyCost {
+                        total_monthly_rate: 30.0,
+                        ..kb_core::MonthlyCost::default()
+                    },
+                    cost_after: kb_core::MonthlyCost {
+                        total_monthly_rate: 51.9,
+                        ..kb_core::MonthlyCost::default()
+                    },
+                    cost_change: kb_core::MonthlyCost {
+                        total_monthly_rate: 21.9,
+                        ..kb_core::MonthlyCost::default()
+                    },
+                }],
+                NOW,
+            )
+            .unwrap();
 
         // The aggregator, for the closed days only.
         let closed: Vec<Allocation> = mine
@@ -236,8 +317,22 @@ async fn populate(store: &SqliteStore) {
                     total: 700.0,
                     lower: 650.0,
                     upper: 760.0,
-                    kubecost: Some(710.0),
-                }],
+                    kubecost: None,
+                }]
+                .into_iter()
+                .chain(["checkout", "payments"].map(|ns| ForecastRow {
+                    cluster: cluster.to_string(),
+                    dimension: Dimension::Namespace,
+                    namespace: ns.to_string(),
+                    name: ns.to_string(),
+                    made_at: SUMMARY_END,
+                    horizon_days: 30,
+                    total: 300.0,
+                    lower: 280.0,
+                    upper: 320.0,
+                    kubecost: None,
+                }))
+                .collect::<Vec<_>>(),
             )
             .unwrap();
     }
@@ -343,6 +438,28 @@ impl Server {
         cfg: AuthConfig,
         limits: Limits,
     ) -> Server {
+        Server::start_full(costs, insights, cfg, limits, Vec::new())
+    }
+
+    /// [`Server::start`] with budgets from config.
+    pub fn start_with_budgets(budgets: Vec<kb_analytics::budget::BudgetSpec>) -> Server {
+        let f = fixture();
+        Server::start_full(
+            f.store.clone(),
+            f.store.clone(),
+            auth(),
+            Limits::default(),
+            budgets,
+        )
+    }
+
+    fn start_full(
+        costs: Arc<dyn kb_pipeline::ports::CostReader>,
+        insights: Arc<dyn kb_pipeline::insights::InsightReader>,
+        cfg: AuthConfig,
+        limits: Limits,
+        budgets: Vec<kb_analytics::budget::BudgetSpec>,
+    ) -> Server {
         let audit = Captured::default();
         let state = ApiState::new(
             costs,
@@ -353,7 +470,8 @@ impl Server {
         )
         .unwrap()
         .with_limits(limits)
-        .with_rules(rules());
+        .with_rules(rules())
+        .with_budgets(budgets);
         let app = kb_api::router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let url = rt().block_on(async move {

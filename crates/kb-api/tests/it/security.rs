@@ -361,4 +361,10 @@ impl InsightReader for Slow {
     fn predictions(&self, c: &str) -> Result<Vec<SpecCostPrediction>, StoreError> {
         self.0.predictions(c)
     }
+    fn recommendations(
+        &self,
+        c: &str,
+    ) -> Result<Option<kb_pipeline::insights::RecommendationSet>, StoreError> {
+        self.0.recommendations(c)
+    }
 }

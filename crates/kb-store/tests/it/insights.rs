@@ -1,11 +1,14 @@
 //! The aggregator's results: summaries replace what they cover, api rows hide realtime rows,
-//! anomalies and forecasts round-trip.
+//! anomalies and forecasts round-trip, the bridge's recommendations are replaced per cluster.
 
 use kb_analytics::anomaly::{Anomaly, DetectorKind, Severity};
+use kb_analytics::recommend::{Recommendation, RecommendationKind};
 use kb_analytics::summary::CostTotals;
 use kb_analytics::{CostSummary, Dimension, Granularity, SeriesKey};
 use kb_core::Window;
-use kb_pipeline::insights::{ForecastRow, InsightReader, InsightStore, Source, SummaryQuery};
+use kb_pipeline::insights::{
+    ForecastRow, InsightReader, InsightStore, RecommendationSet, Source, SummaryQuery,
+};
 
 use crate::common::{CLUSTER, DAY0, HOUR, hour, store};
 
@@ -217,4 +220,94 @@ fn anomalies_and_forecasts_round_trip_and_replace() {
     s.put_forecasts(CLUSTER, std::slice::from_ref(&f)).unwrap();
     s.put_forecasts(CLUSTER, std::slice::from_ref(&f)).unwrap();
     assert_eq!(s.forecasts(CLUSTER).unwrap(), vec![f]);
+}
+
+fn rec(kind: RecommendationKind, controller: &str, saving: f64) -> Recommendation {
+    Recommendation {
+        kind,
+        cluster: CLUSTER.into(),
+        namespace: "shop".into(),
+        controller_kind: "deployment".into(),
+        controller: controller.into(),
+        target: "app".into(),
+        description: format!("{controller}: do less"),
+        current_monthly_cost: 100.0,
+        monthly_savings: saving,
+    }
+}
+
+fn rec_set(made_at: i64, items: Vec<Recommendation>) -> RecommendationSet {
+    RecommendationSet {
+        cluster: CLUSTER.into(),
+        made_at,
+        observed: day_range(),
+        monthly_cost: 1000.0,
+        items,
+    }
+}
+
+#[test]
+fn recommendations_are_replaced_per_cluster_and_storing_twice_keeps_one_copy() {
+    let (_d, s) = store();
+    assert_eq!(
+        s.recommendations(CLUSTER).unwrap(),
+        None,
+        "none before a run"
+    );
+    let first = rec_set(
+        DAY0,
+        vec![
+            rec(RecommendationKind::SpotCandidate, "web", 40.0),
+            rec(RecommendationKind::RequestSizing, "api", 12.5),
+            rec(RecommendationKind::NodePoolSizing, "", 90.0),
+        ],
+    );
+    s.put_recommendations(&first).unwrap();
+    s.put_recommendations(&first).unwrap();
+    let got = s.recommendations(CLUSTER).unwrap().unwrap();
+    assert_eq!(
+        got.items.len(),
+        3,
+        "idempotent: the same run stored twice is one list"
+    );
+    let savings: Vec<f64> = got.items.iter().map(|r| r.monthly_savings).collect();
+    assert_eq!(savings, [90.0, 40.0, 12.5], "largest saving first");
+    assert_eq!(got.made_at, DAY0);
+    assert_eq!(got.observed, day_range());
+    assert_eq!(got.monthly_cost, 1000.0);
+    assert_eq!(got.items[1], first.items[0]);
+    assert_eq!(s.stats().unwrap().rows("recommendations"), 3);
+
+    // A later run replaces the whole list, even with fewer items.
+    let second = rec_set(
+        DAY0 + HOUR,
+        vec![rec(RecommendationKind::AbandonedWorkload, "ghost", 7.0)],
+    );
+    s.put_recommendations(&second).unwrap();
+    assert_eq!(s.recommendations(CLUSTER).unwrap(), Some(second));
+    assert_eq!(s.stats().unwrap().rows("recommendations"), 1);
+    // Another cluster's list is its own.
+    let mut other = rec_set(DAY0, vec![]);
+    other.cluster = "other".into();
+    s.put_recommendations(&other).unwrap();
+    assert_eq!(s.recommendations(CLUSTER).unwrap().unwrap().items.len(), 1);
+    assert_eq!(s.recommendations("other").unwrap().unwrap().items, vec![]);
+    assert_eq!(s.recommendations("nowhere").unwrap(), None);
+}
+
+#[test]
+fn a_recommendation_of_another_cluster_is_refused_and_changes_nothing() {
+    let (_d, s) = store();
+    let good = rec_set(
+        DAY0,
+        vec![rec(RecommendationKind::SpotCandidate, "web", 40.0)],
+    );
+    s.put_recommendations(&good).unwrap();
+    let mut stray = rec(RecommendationKind::SpotCandidate, "web", 1.0);
+    stray.cluster = "other".into();
+    let err = s
+        .put_recommendations(&rec_set(DAY0 + 1, vec![stray]))
+        .unwrap_err();
+    assert!(err.to_string().contains("other"), "{err}");
+    assert_eq!(s.recommendations(CLUSTER).unwrap(), Some(good));
 }

@@ -262,3 +262,54 @@ fn stats_count_rows() {
     assert!(s.database_bytes > 0);
     assert_eq!(s.tables.len(), kb_store::schema::TABLES.len());
 }
+
+#[test]
+fn node_assets_come_back_for_node_pool_sizing_without_other_types() {
+    let (_dir, store) = store();
+    let mut spot = asset(day(0), "node-2", 3.0);
+    spot.preemptible = 1.0;
+    spot.cluster = "kubecost's own name".into();
+    let mut disk = asset(day(0), "disk-1", 1.0);
+    disk.asset_type = AssetType::Disk;
+    store
+        .put_assets(
+            &[asset(day(0), "node-1", 2.0), spot, disk],
+            &asset_checkpoint(day(0), 3),
+        )
+        .unwrap();
+    store
+        .put_assets(
+            &[asset(day(1), "node-1", 2.5)],
+            &asset_checkpoint(day(1), 1),
+        )
+        .unwrap();
+    let both = kb_core::Window::new(day(0).start, day(1).end).unwrap();
+    let nodes = store.node_assets(CLUSTER, both).unwrap();
+    let names: Vec<(&str, i64)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.window.start))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("node-1", day(0).start),
+            ("node-2", day(0).start),
+            ("node-1", day(1).start)
+        ]
+    );
+    let n2 = &nodes[1];
+    assert_eq!(n2.cluster, CLUSTER, "the bridge's cluster name");
+    assert_eq!(n2.preemptible, 1.0);
+    assert_eq!(n2.node_type, "m5.large");
+    assert_eq!(n2.cpu_cores, 2.0);
+    assert_eq!(n2.total_cost, 3.0);
+    assert_eq!(
+        n2.labels,
+        vec![(
+            "topology_kubernetes_io_zone".to_string(),
+            "us-east-1a".to_string()
+        )]
+    );
+    assert_eq!(store.node_assets(CLUSTER, day(1)).unwrap().len(), 1);
+    assert!(store.node_assets("other", both).unwrap().is_empty());
+}

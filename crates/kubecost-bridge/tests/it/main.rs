@@ -11,6 +11,7 @@
     reason = "tests fail by panicking, and ignore the outcome of best-effort cleanup"
 )]
 
+mod advice;
 mod aggregate;
 mod alerts;
 mod cli;
