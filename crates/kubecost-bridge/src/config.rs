@@ -102,6 +102,8 @@ struct RawConfig {
     alerts: RawAlerts,
     #[serde(default)]
     influxdb: RawInfluxdb,
+    #[serde(default)]
+    shutdown: RawShutdown,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +137,8 @@ struct RawAlertRules {
     stale_after: Option<String>,
     cost_spike_ratio: Option<f64>,
     storage_used_ratio: Option<f64>,
+    /// The window of the failure rate (default 1h).
+    extraction_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,6 +302,9 @@ struct RawAuth {
 #[derive(Debug, Default, Deserialize)]
 struct RawTls {
     ca_file: Option<String>,
+    /// Client certificate (PEM) for mutual TLS with Kubecost; needs `key_file`.
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,6 +363,7 @@ struct RawApi {
     cache_ttl: Option<String>,
     request_timeout: Option<String>,
     currency: Option<String>,
+    tls: Option<RawApiTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +392,19 @@ struct RawApiKey {
 struct RawRateLimit {
     per_second: Option<f64>,
     burst: Option<u32>,
+}
+
+/// `api.tls`: serve HTTPS from these PEM files.
+#[derive(Debug, Default, Deserialize)]
+struct RawApiTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawShutdown {
+    /// How long `run` takes at most after SIGTERM (default 30s).
+    deadline: Option<String>,
 }
 
 // ----- validated ----------------------------------------------------------------------------
@@ -428,6 +449,15 @@ pub(crate) struct ClusterConfig {
     pub kubecost_cluster_id: Option<String>,
     pub auth: AuthConfig,
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and key for mutual TLS (`tls.cert_file`, `tls.key_file`).
+    pub client_cert: Option<TlsFiles>,
+}
+
+/// A PEM certificate (chain) and its private key, read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The allocation API settings.
@@ -489,6 +519,9 @@ pub(crate) struct Config {
     pub alerts: kb_ops::AlertsConfig,
     pub influxdb_settings: InfluxSettings,
     pub api: ApiSettings,
+    /// After SIGTERM, `run` exits within this (`shutdown.deadline`, 30 s): windows not
+    /// committed by then are rolled back and extracted again at the next start (exit code 3).
+    pub shutdown_deadline: Duration,
 }
 
 /// How an API key's secret is given.
@@ -524,6 +557,8 @@ pub(crate) struct ApiSettings {
     pub currency: String,
     /// A bootstrap admin token set by the demo; `run` reads `KUBECOST_BRIDGE_ADMIN_TOKEN`.
     pub bootstrap_token: Option<String>,
+    /// Serve HTTPS with this certificate and key (`api.tls`); plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 /// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
@@ -670,6 +705,7 @@ impl Config {
                 kubecost_cluster_id: Some(c.clone()),
                 auth: AuthConfig::None,
                 ca_file: None,
+                client_cert: None,
             })
             .collect();
         cfg.sqlite_path = sqlite;
@@ -976,6 +1012,14 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
                 .as_ref()
                 .and_then(|t| t.ca_file.clone())
                 .map(PathBuf::from),
+            client_cert: tls_files(
+                raw.kubecost
+                    .tls
+                    .as_ref()
+                    .map(|t| (&t.cert_file, &t.key_file)),
+                "kubecost.tls",
+                problems,
+            ),
         });
     }
     for (i, c) in raw.clusters.iter().enumerate() {
@@ -1036,6 +1080,21 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
                 .or(raw.kubecost.tls.as_ref())
                 .and_then(|t| t.ca_file.clone())
                 .map(PathBuf::from),
+            client_cert: match &c.tls {
+                Some(t) => tls_files(
+                    Some((&t.cert_file, &t.key_file)),
+                    &format!("{path}.tls"),
+                    problems,
+                ),
+                None => tls_files(
+                    raw.kubecost
+                        .tls
+                        .as_ref()
+                        .map(|t| (&t.cert_file, &t.key_file)),
+                    "kubecost.tls",
+                    &mut Vec::new(),
+                ),
+            },
         });
     }
 
@@ -1281,7 +1340,27 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         alerts: alerts(&raw.alerts, problems),
         influxdb_settings: influx_settings(&raw.influxdb, problems),
         api: api_settings(&raw.api, problems),
+        shutdown_deadline: shutdown_deadline(&raw.shutdown, problems),
     })
+}
+
+/// The default of `shutdown.deadline`.
+pub(crate) const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+fn shutdown_deadline(raw: &RawShutdown, problems: &mut Vec<ConfigProblem>) -> Duration {
+    let d = duration(
+        &raw.deadline,
+        "shutdown.deadline",
+        DEFAULT_SHUTDOWN_DEADLINE,
+        problems,
+    );
+    if d < Duration::from_secs(1) {
+        problems.push(ConfigProblem {
+            path: "shutdown.deadline".into(),
+            reason: "must be at least 1s".into(),
+        });
+    }
+    d
 }
 
 fn rate_limit(
@@ -1378,6 +1457,40 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
         ),
         currency: raw.currency.clone().unwrap_or_else(|| "USD".into()),
         bootstrap_token: None,
+        tls: tls_files(
+            raw.tls.as_ref().map(|t| (&t.cert_file, &t.key_file)),
+            "api.tls",
+            problems,
+        ),
+    }
+}
+
+/// A certificate and key pair under `path` (`cert_file` and `key_file`, both or neither).
+fn tls_files(
+    raw: Option<(&Option<String>, &Option<String>)>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TlsFiles> {
+    match raw? {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_file: PathBuf::from(c),
+            key_file: PathBuf::from(k),
+        }),
+        (Some(_), None) => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.key_file"),
+                reason: "required with cert_file".into(),
+            });
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.cert_file"),
+                reason: "required with key_file".into(),
+            });
+            None
+        }
     }
 }
 
@@ -1475,6 +1588,12 @@ fn alerts(raw: &RawAlerts, problems: &mut Vec<ConfigProblem>) -> kb_ops::AlertsC
         &r.stale_after,
         "alerts.rules.stale_after",
         cfg.rules.stale_after,
+        problems,
+    );
+    cfg.rules.extraction_failure_window = duration(
+        &r.extraction_failure_window,
+        "alerts.rules.extraction_failure_window",
+        cfg.rules.extraction_failure_window,
         problems,
     );
     for (i, w) in raw.webhooks.iter().enumerate() {
@@ -1951,5 +2070,35 @@ mod example {
         assert_eq!(c.clusters.len(), 1);
         assert_eq!(c.clusters[0].name, "prod-eu");
         assert_eq!(c.extract.max_concurrency, 2);
+        assert_eq!(c.shutdown_deadline, DEFAULT_SHUTDOWN_DEADLINE);
+        assert_eq!(
+            c.alerts.rules.extraction_failure_window,
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn shutdown_deadline_and_failure_window_are_read_and_checked() {
+        let c = Config::from_yaml(
+            "shutdown:\n  deadline: 5s\nalerts:\n  rules:\n    extraction_failure_window: 10m\n",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_deadline, Duration::from_secs(5));
+        assert_eq!(
+            c.alerts.rules.extraction_failure_window,
+            Duration::from_secs(600)
+        );
+        let e = Config::from_yaml(
+            "shutdown:\n  deadline: 0s\nalerts:\n  rules:\n    extraction_failure_window: soon\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"shutdown.deadline"), "{e}");
+        assert!(
+            paths.contains(&"alerts.rules.extraction_failure_window"),
+            "{e}"
+        );
     }
 }

@@ -208,6 +208,27 @@ impl Extractor {
         }
     }
 
+    /// Observes one timed Kubecost request in `kubecost_request_duration_seconds` (`code` is
+    /// the HTTP status, or `error` when no status arrived) and returns its result.
+    fn observed<T>(
+        &self,
+        cluster: &str,
+        endpoint: Endpoint,
+        (result, elapsed): (Result<T, kb_kubecost::Error>, Duration),
+    ) -> Result<T, kb_kubecost::Error> {
+        if let Some(m) = &self.metrics {
+            let status = match &result {
+                Ok(_) => Some(200),
+                Err(kb_kubecost::Error::Http { status, .. }) => Some(*status),
+                // A JSON envelope's error arrives with a 200.
+                Err(kb_kubecost::Error::Api { .. }) => Some(200),
+                Err(_) => None,
+            };
+            m.observe_kubecost_request(cluster, endpoint.as_str(), status, elapsed);
+        }
+        result
+    }
+
     /// Adds a receiver of committed allocation checkpoints.
     pub(crate) fn notify_commits(&mut self, tx: mpsc::Sender<Checkpoint>) {
         self.on_commit.push(tx);
@@ -403,8 +424,12 @@ impl Extractor {
             Ok::<_, StoreError>(w)
         });
         let (streamed, expected) = tokio::join!(
-            target.client.allocations(query, tx),
-            target.client.allocation_total(query)
+            timed(target.client.allocations(query, tx)),
+            timed(target.client.allocation_total(query))
+        );
+        let (streamed, expected) = (
+            self.observed(&target.name, Endpoint::Allocation, streamed),
+            self.observed(&target.name, Endpoint::Allocation, expected),
         );
         let writer = writer.await.map_err(|e| Failure::Join(e.to_string()))?;
         // A store error explains a failed stream (the channel closed), so it is reported first;
@@ -494,7 +519,11 @@ impl Extractor {
                 self.settings.retry,
                 &self.shutdown,
                 |_| async {
-                    let mut assets = target.client.assets(&q).await?;
+                    let mut assets = self.observed(
+                        &target.name,
+                        Endpoint::Assets,
+                        timed(target.client.assets(&q)).await,
+                    )?;
                     for a in &mut assets {
                         a.cluster.clone_from(&target.name);
                     }
@@ -646,6 +675,13 @@ impl Extractor {
         }
         Ok(out)
     }
+}
+
+/// Runs `f` and returns its output with how long it took.
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t0 = std::time::Instant::now();
+    let out = f.await;
+    (out, t0.elapsed())
 }
 
 fn secs(d: Duration) -> i64 {

@@ -1,6 +1,7 @@
 //! The `kubecost-bridge` command line: parses arguments, sets up logging and signals, runs a
 //! command, and maps its outcome to an exit code (0 ok, 1 runtime failure, 2 usage or config
-//! error). Printing to stdout and stderr is allowed here and in `demo.rs` only.
+//! error, 3 `run` did not finish within `shutdown.deadline` after SIGTERM, 130 a second SIGTERM
+//! or Ctrl-C). Printing to stdout and stderr is allowed here and in `demo.rs` only.
 
 #![allow(
     clippy::print_stdout,
@@ -16,10 +17,12 @@ mod extract;
 mod mirror;
 mod realtime;
 mod server;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use app::{Failure, runtime};
@@ -240,17 +243,48 @@ fn init_logging(filter: Option<&str>) {
         .try_init();
 }
 
-/// Returns a shutdown signal that fires on SIGTERM or Ctrl-C; a second Ctrl-C exits at once.
+/// Exit code of `run` when the shutdown deadline passed before it finished.
+const EXIT_DEADLINE: i32 = 3;
+
+/// Exit code after a second SIGTERM or Ctrl-C.
+const EXIT_ABORTED: i32 = 130;
+
+/// Returns a shutdown signal that fires on SIGTERM or Ctrl-C; a second signal exits at once.
 fn signals() -> Shutdown {
+    signals_with_deadline(None)
+}
+
+/// [`signals`], and once shutdown starts, exits with [`EXIT_DEADLINE`] if the process is still
+/// running `deadline` later. Nothing is lost then: a window's rows and checkpoint commit in one
+/// transaction, so an uncommitted window rolls back and is extracted again at the next start;
+/// accepted remote_write samples are already in the durable spool.
+fn signals_with_deadline(deadline: Option<Duration>) -> Shutdown {
     let shutdown = Shutdown::new();
     let s = shutdown.clone();
     tokio::spawn(async move {
         wait_signal().await;
-        tracing::info!("shutdown requested; finishing the current window (Ctrl-C again to abort)");
+        match deadline {
+            Some(d) => {
+                tracing::info!(
+                    deadline_secs = d.as_secs_f64(),
+                    "shutdown requested; finishing the windows in flight (signal again to abort)"
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    eprintln!(
+                        "shutdown deadline of {d:?} passed: windows not committed were rolled back and will be extracted again"
+                    );
+                    std::process::exit(EXIT_DEADLINE);
+                });
+            }
+            None => tracing::info!(
+                "shutdown requested; finishing the current window (Ctrl-C again to abort)"
+            ),
+        }
         s.trigger();
         wait_signal().await;
         eprintln!("aborted: the window in flight was not committed and will be extracted again");
-        std::process::exit(130);
+        std::process::exit(EXIT_ABORTED);
     });
     shutdown
 }
@@ -295,7 +329,8 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         }
         Command::Run { config } => {
             let cfg = app::load_config(&config)?;
-            app::run(cfg, signals()).await
+            let deadline = cfg.shutdown_deadline;
+            app::run(cfg, signals_with_deadline(Some(deadline))).await
         }
         Command::Extract {
             config,
