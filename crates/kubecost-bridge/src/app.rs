@@ -331,6 +331,21 @@ pub(crate) fn extractor(
     Ok(Extractor::new(store, targets(cfg)?, settings, shutdown))
 }
 
+/// Starts the Kubernetes metadata source when `kubernetes.enabled` and hands it to `ex`.
+pub(crate) async fn enrich(
+    cfg: &Config,
+    ex: &mut Extractor,
+    shutdown: &Shutdown,
+) -> Result<(), Failure> {
+    if let Some(k) = &cfg.kubernetes {
+        let meta = crate::kube::start(k, shutdown.clone())
+            .await
+            .map_err(Failure::Usage)?;
+        ex.with_metadata(meta);
+    }
+    Ok(())
+}
+
 /// Runs one catch-up pass: every unsynced allocation window and asset day in `[from, until)`,
 /// then budgets, savings and predictions.
 pub(crate) async fn sync_range(
@@ -479,6 +494,7 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let metrics = metrics(&cfg, &store);
     let mut ex = extractor(&cfg, store.clone(), shutdown.clone())?;
     ex.with_metrics(metrics.clone());
+    enrich(&cfg, &mut ex, &shutdown).await?;
     let mut mirror_tasks = Vec::new();
     for m in mirrors(&cfg)? {
         let (tx, rx) = tokio::sync::mpsc::channel(64);

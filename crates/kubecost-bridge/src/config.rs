@@ -104,6 +104,8 @@ struct RawConfig {
     influxdb: RawInfluxdb,
     #[serde(default)]
     shutdown: RawShutdown,
+    #[serde(default)]
+    kubernetes: RawKubernetes,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -407,6 +409,20 @@ struct RawShutdown {
     deadline: Option<String>,
 }
 
+/// `kubernetes:`: metadata enrichment from the Kubernetes API.
+#[derive(Debug, Default, Deserialize)]
+struct RawKubernetes {
+    enabled: Option<bool>,
+    /// Default: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (in-cluster).
+    api_server: Option<String>,
+    token_file: Option<String>,
+    ca_file: Option<String>,
+    refresh_interval: Option<String>,
+    request_timeout: Option<String>,
+    namespace_annotations: Option<Vec<String>>,
+    pod_labels: Option<Vec<String>>,
+}
+
 // ----- validated ----------------------------------------------------------------------------
 
 /// Which Kubecost-compatible server a cluster's endpoint is.
@@ -519,6 +535,8 @@ pub(crate) struct Config {
     pub alerts: kb_ops::AlertsConfig,
     pub influxdb_settings: InfluxSettings,
     pub api: ApiSettings,
+    /// Metadata enrichment from the Kubernetes API (`kubernetes.enabled`), `None` when off.
+    pub kubernetes: Option<KubernetesConfig>,
     /// After SIGTERM, `run` exits within this (`shutdown.deadline`, 30 s): windows not
     /// committed by then are rolled back and extracted again at the next start (exit code 3).
     pub shutdown_deadline: Duration,
@@ -682,8 +700,12 @@ impl Config {
                 }
             }
         };
+        let kube = kubernetes(&raw.kubernetes, env, &mut problems);
         match validate(raw, &mut problems) {
-            Some(cfg) if problems.is_empty() => Ok(cfg),
+            Some(mut cfg) if problems.is_empty() => {
+                cfg.kubernetes = kube;
+                Ok(cfg)
+            }
             _ => Err(ConfigErrors(problems)),
         }
     }
@@ -1341,6 +1363,91 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         influxdb_settings: influx_settings(&raw.influxdb, problems),
         api: api_settings(&raw.api, problems),
         shutdown_deadline: shutdown_deadline(&raw.shutdown, problems),
+        kubernetes: None,
+    })
+}
+
+/// `kubernetes:` when enabled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KubernetesConfig {
+    pub api_server: url::Url,
+    /// The service account's bearer token (read at start-up).
+    pub token_file: PathBuf,
+    /// The API server's CA; `None` trusts the system roots only.
+    pub ca_file: Option<PathBuf>,
+    pub refresh_interval: Duration,
+    pub request_timeout: Duration,
+    /// Namespace annotations added to `namespace_labels` as `annotation_<key>`.
+    pub namespace_annotations: Vec<String>,
+    /// Pod labels added to a row's `labels` when Kubecost did not report them.
+    pub pod_labels: Vec<String>,
+}
+
+/// The service account's files, as every in-cluster client reads them.
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn kubernetes(
+    raw: &RawKubernetes,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<KubernetesConfig> {
+    if !raw.enabled.unwrap_or(false) {
+        return None;
+    }
+    let in_cluster = match (
+        env.get("KUBERNETES_SERVICE_HOST"),
+        env.get("KUBERNETES_SERVICE_PORT"),
+    ) {
+        (Some(h), Some(p)) if h.contains(':') => Some(format!("https://[{h}]:{p}")),
+        (Some(h), Some(p)) => Some(format!("https://{h}:{p}")),
+        _ => None,
+    };
+    let Some(api_server) = endpoint(
+        &raw.api_server.clone().or(in_cluster),
+        "kubernetes.api_server",
+        problems,
+    ) else {
+        if raw.api_server.is_none() {
+            problems.push(ConfigProblem {
+                path: "kubernetes.api_server".into(),
+                reason: "required outside a pod (KUBERNETES_SERVICE_HOST is not set)".into(),
+            });
+        }
+        return None;
+    };
+    Some(KubernetesConfig {
+        api_server,
+        token_file: PathBuf::from(
+            raw.token_file
+                .clone()
+                .unwrap_or_else(|| format!("{SA_DIR}/token")),
+        ),
+        ca_file: Some(PathBuf::from(
+            raw.ca_file
+                .clone()
+                .unwrap_or_else(|| format!("{SA_DIR}/ca.crt")),
+        )),
+        refresh_interval: duration(
+            &raw.refresh_interval,
+            "kubernetes.refresh_interval",
+            Duration::from_secs(300),
+            problems,
+        )
+        .max(Duration::from_secs(1)),
+        request_timeout: duration(
+            &raw.request_timeout,
+            "kubernetes.request_timeout",
+            Duration::from_secs(30),
+            problems,
+        ),
+        namespace_annotations: raw
+            .namespace_annotations
+            .clone()
+            .unwrap_or_else(|| vec!["owner".into(), "team".into()]),
+        pod_labels: raw
+            .pod_labels
+            .clone()
+            .unwrap_or_else(|| vec!["owner".into(), "team".into()]),
     })
 }
 
@@ -2075,6 +2182,33 @@ mod example {
             c.alerts.rules.extraction_failure_window,
             Duration::from_secs(3600)
         );
+    }
+
+    #[test]
+    fn kubernetes_enrichment_finds_the_api_server_in_the_pod_environment() {
+        assert_eq!(
+            Config::from_yaml("{}", &BTreeMap::new())
+                .unwrap()
+                .kubernetes,
+            None
+        );
+        let env = BTreeMap::from([
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+        ]);
+        let c = Config::from_yaml("kubernetes:\n  enabled: true\n", &env).unwrap();
+        let k = c.kubernetes.unwrap();
+        assert_eq!(k.api_server.as_str(), "https://10.96.0.1/");
+        assert_eq!(
+            k.token_file,
+            PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
+        );
+        assert_eq!(k.pod_labels, ["owner", "team"]);
+        let e = Config::from_yaml("kubernetes:\n  enabled: true\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.0[0].path, "kubernetes.api_server", "{e}");
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub(crate) struct Extractor {
     on_commit: Vec<mpsc::Sender<Checkpoint>>,
     /// Self-monitoring (`/metrics`), when served.
     metrics: Option<kb_ops::Metrics>,
+    /// Kubernetes API metadata merged into rows before they are stored (`kubernetes.enabled`).
+    metadata: Option<Arc<crate::kube::Metadata>>,
 }
 
 struct Synced(HashSet<(Window, Resolution)>);
@@ -178,7 +180,13 @@ impl Extractor {
             shutdown,
             on_commit: Vec::new(),
             metrics: None,
+            metadata: None,
         }
+    }
+
+    /// Enriches allocation rows with `metadata` (see [`crate::kube`]).
+    pub(crate) fn with_metadata(&mut self, metadata: Arc<crate::kube::Metadata>) {
+        self.metadata = Some(metadata);
     }
 
     /// Records runs, freshness, reconciliation errors and rows in `metrics`.
@@ -408,6 +416,7 @@ impl Extractor {
         let (tx, mut rx) = mpsc::channel::<Vec<Allocation>>(CHANNEL_BATCHES);
         let store = self.store.clone();
         let cluster = target.name.clone();
+        let meta = self.metadata.as_ref().map(|m| m.snapshot());
         // The writer runs on a blocking thread and owns the open transaction; it returns the
         // writer uncommitted so that the commit happens only once the response is known good.
         let writer = tokio::task::spawn_blocking(move || {
@@ -417,6 +426,9 @@ impl Extractor {
                     // The bridge's cluster name is the identity the store and API use.
                     if row.cluster != cluster {
                         row.cluster.clone_from(&cluster);
+                    }
+                    if let Some(m) = &meta {
+                        m.enrich(row);
                     }
                 }
                 w.write(&batch)?;

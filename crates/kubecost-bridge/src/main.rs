@@ -14,6 +14,7 @@ mod app;
 mod config;
 mod demo;
 mod extract;
+mod kube;
 mod mirror;
 mod realtime;
 mod server;
@@ -343,7 +344,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(anyhow::anyhow!("--window: {e}")))?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store.clone(), signals())?;
+            let shutdown = signals();
+            let mut ex = app::extractor(&cfg, store.clone(), shutdown.clone())?;
+            app::enrich(&cfg, &mut ex, &shutdown).await?;
             let report = app::extract_exact(&cfg, &ex, w, cluster.as_deref()).await?;
             app::mirror_once(&cfg, &store).await?;
             finish(report)
@@ -400,7 +403,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             let (from, to) = parse_range(&from, &to)?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store.clone(), signals())?;
+            let shutdown = signals();
+            let mut ex = app::extractor(&cfg, store.clone(), shutdown.clone())?;
+            app::enrich(&cfg, &mut ex, &shutdown).await?;
             let bar = demo::Bar::new("backfill");
             let report = app::sync_range(&cfg, &ex, from, to, cluster.as_deref(), &bar).await?;
             bar.finish();

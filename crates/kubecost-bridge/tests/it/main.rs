@@ -17,6 +17,7 @@ mod cli;
 mod deploy;
 mod e2e;
 mod faults;
+mod kube;
 mod mirror;
 mod prometheus;
 mod serve;

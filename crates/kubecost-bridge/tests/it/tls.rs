@@ -173,14 +173,14 @@ fn pki() -> Pki {
     }
 }
 
-/// A listener that completes a TLS handshake (client certificate required) before handing
-/// the connection to axum.
-struct MtlsListener {
-    tcp: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+/// A listener that completes a TLS handshake (whatever its server config asks, client
+/// certificates included) before handing the connection to axum.
+pub(crate) struct TestTlsListener {
+    pub(crate) tcp: tokio::net::TcpListener,
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
 }
 
-impl axum::serve::Listener for MtlsListener {
+impl axum::serve::Listener for TestTlsListener {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
     type Addr = std::net::SocketAddr;
 
@@ -232,7 +232,7 @@ fn mtls_sim(p: &Pki, cfg: kb_sim::SimConfig) -> String {
         rt.block_on(async move {
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(tcp.local_addr().unwrap()).unwrap();
-            let listener = MtlsListener {
+            let listener = TestTlsListener {
                 tcp,
                 acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             };
