@@ -1053,5 +1053,12 @@ mod tests {
         let mut cfg = ClientConfig::new(Url::parse("https://kc").unwrap(), Flavor::Kubecost);
         cfg.ca_cert_pem = Some(b"not a certificate".to_vec());
         assert!(matches!(Client::new(cfg), Err(Error::Config(_))));
+        // A client identity that is not a certificate and key: refused without echoing it.
+        let mut cfg = ClientConfig::new(Url::parse("https://kc").unwrap(), Flavor::Kubecost);
+        cfg.client_identity_pem = Some(Secret::new("-----BEGIN PRIVATE KEY-----\nhunter2\n"));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let e = Client::new(cfg).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

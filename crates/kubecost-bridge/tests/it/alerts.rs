@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kb_core::window::{HOUR, floor_to};
 
+use crate::prometheus::Reaped;
 use crate::{Sim, bin, sim_config, write_config, write_config_for};
 
 /// A webhook receiver on a free loopback port that keeps every body it gets.
@@ -168,7 +169,14 @@ fn a_failing_kubecost_fires_the_failure_rate_and_staleness_alerts_which_resolve_
         &["cluster-1"],
         &extra,
     );
-    let mut child = bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap();
+    let mut child = Reaped(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     wait_for(
         &mut child,
@@ -271,7 +279,14 @@ fn an_injected_cost_spike_fires_the_spike_alert() {
         "extract:\n  lookback: 50h\n  settle: 0s\n  hourly_retention: 100000h\n  request_timeout: 10s\napi:\n  listen: \"127.0.0.1:{api_port}\"\n  audit_log: \"off\"\nalerts:\n  interval: 1s\n  rules:\n    for: 0s\n  webhooks:\n    - url: \"{hook}\"\n      format: generic\n"
     );
     let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
-    let mut child = bin().args(["run", "--config"]).arg(&cfg).spawn().unwrap();
+    let mut child = Reaped(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let spiked = |v: &serde_json::Value| {
         v["alert"] == "KubecostBridgeCostSpike"
             && v["status"] == "firing"

@@ -23,6 +23,32 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed (and reaped) when the test ends, passed or not, so a failing test
+/// leaves no bridge running.
+pub(crate) struct Reaped(pub(crate) std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A blocking HTTP client for tests: a current-thread runtime around `reqwest`.
 pub(crate) struct Http {
     rt: tokio::runtime::Runtime,
@@ -191,13 +217,15 @@ fn every_contract_series_is_scraped_by_a_real_prometheus_with_its_labels() {
         "extract:\n  lookback: 50h\n  settle: 0s\n  hourly_retention: 100000h\n  request_timeout: 10s\napi:\n  listen: \"127.0.0.1:{api_port}\"\n  audit_log: \"off\"\nremote_write:\n  sources:\n    - cloud_account_id: ds-1\n      cluster: cluster-1\n      username: collector\n      password_env: KB_OPS_TEST_RW_PASSWORD\n"
     );
     let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("KB_OPS_TEST_RW_PASSWORD", password)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("KB_OPS_TEST_RW_PASSWORD", password)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{api_port}");
     let http = Http::new();
     // Wait for the catch-up and the aggregation that follows it.

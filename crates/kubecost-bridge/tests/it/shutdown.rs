@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +14,12 @@ use kb_core::Window;
 use kb_core::window::{HOUR, floor_to};
 use kb_pipeline::ports::{CostReader, Endpoint};
 
-use crate::prometheus::free_port;
+use crate::prometheus::{Reaped, free_port};
 use crate::{Sim, assert_exact, bin, sim_config, write_config};
 
-/// `run` with its stderr collected line by line.
+/// `run` with its stderr collected line by line (killed when dropped, if still running).
 struct Running {
-    child: Child,
+    child: Reaped,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -40,7 +40,10 @@ impl Running {
                 keep.lock().unwrap().push(line);
             }
         });
-        Running { child, lines }
+        Running {
+            child: Reaped(child),
+            lines,
+        }
     }
 
     fn log(&self) -> String {

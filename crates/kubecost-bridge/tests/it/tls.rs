@@ -71,12 +71,14 @@ fn run_serves_https_from_the_configured_certificate_and_key() {
         &["cluster-1"],
         &extra,
     );
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::prometheus::Reaped(
+        bin()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let trusted = https_client(Some(&cert_pem));
     let base = format!("https://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
