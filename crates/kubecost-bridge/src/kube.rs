@@ -85,8 +85,8 @@ pub(crate) fn sanitize(key: &str) -> String {
 pub(crate) struct Snapshot {
     /// Namespace name to the labels it adds to `namespace_labels`.
     pub namespaces: BTreeMap<String, Vec<(String, String)>>,
-    /// `(namespace, pod)` to the pod labels it adds to `labels`.
-    pub pods: BTreeMap<(String, String), Vec<(String, String)>>,
+    /// Namespace, then pod, to the pod labels it adds to `labels`.
+    pub pods: BTreeMap<String, BTreeMap<String, Vec<(String, String)>>>,
 }
 
 /// Adds the `(key, value)` pairs of `add` whose key `to` lacks; keeps `to` sorted by key.
@@ -111,8 +111,11 @@ impl Snapshot {
         if row.pod.is_empty() {
             return;
         }
-        // The map is keyed by owned strings; a lookup allocates two small strings per row.
-        if let Some(add) = self.pods.get(&(row.namespace.clone(), row.pod.clone())) {
+        if let Some(add) = self
+            .pods
+            .get(row.namespace.as_str())
+            .and_then(|pods| pods.get(row.pod.as_str()))
+        {
             merge(&mut row.labels, add);
         }
     }
@@ -212,12 +215,18 @@ impl KubeClient {
             {
                 anyhow::bail!("kubernetes {path}: page above {MAX_PAGE_BYTES} bytes");
             }
-            let body = resp
-                .bytes()
+            // Read chunk by chunk: the limit holds whatever size the server declared.
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .with_context(|| format!("kubernetes {path}: reading the body"))?;
-            if body.len() > MAX_PAGE_BYTES {
-                anyhow::bail!("kubernetes {path}: page above {MAX_PAGE_BYTES} bytes");
+                .with_context(|| format!("kubernetes {path}: reading the body"))?
+            {
+                if body.len() + chunk.len() > MAX_PAGE_BYTES {
+                    anyhow::bail!("kubernetes {path}: page above {MAX_PAGE_BYTES} bytes");
+                }
+                body.extend_from_slice(&chunk);
             }
             let page: List = serde_json::from_slice(&body)
                 .with_context(|| format!("kubernetes {path}: not a list"))?;
@@ -272,7 +281,7 @@ impl KubeClient {
                 }
                 add.sort_by(|a, b| a.0.cmp(&b.0));
                 let ns = pod.namespace.unwrap_or_default();
-                snap.pods.insert((ns, pod.name), add);
+                snap.pods.entry(ns).or_default().insert(pod.name, add);
             }
         }
         Ok(snap)
