@@ -21,6 +21,7 @@ use crate::{Sim, assert_exact, bin, sim_config, write_config};
 struct Running {
     child: Reaped,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -34,7 +35,7 @@ impl Running {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let keep = lines.clone();
         let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 keep.lock().unwrap().push(line);
@@ -43,6 +44,7 @@ impl Running {
         Running {
             child: Reaped(child),
             lines,
+            reader: Some(reader),
         }
     }
 
@@ -81,8 +83,10 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(100));
+                // The pipe ends with the process: the reader has every line once it returns.
+                if let Some(r) = self.reader.take() {
+                    r.join().unwrap();
+                }
                 return s.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
