@@ -11,6 +11,10 @@
 //!   cached for `api.cache_ttl` (60 s), so new data shows within that.
 //!
 //! Alerts are evaluated in-process every `alerts.interval` with their states in the store.
+//!
+//! The listener is plain HTTP, or HTTPS when `api.tls` names a certificate and key
+//! ([`Server::serve_on`], [`crate::tls`]). On shutdown it stops accepting at once and lets the
+//! requests in flight finish.
 
 use std::sync::Arc;
 
