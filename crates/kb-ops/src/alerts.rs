@@ -7,7 +7,7 @@
 //!
 //! | alert | condition (per key) | default | `for` |
 //! | --- | --- | --- | --- |
-//! | `KubecostBridgeExtractionFailureRate` | failures / runs over the last hour, per cluster and endpoint, > threshold (no runs: no data) | 0.05 | 5m |
+//! | `KubecostBridgeExtractionFailureRate` | failures / runs over the last `extraction_failure_window` (1 h), per cluster and endpoint, > threshold (no runs: no data) | 0.05 | 5m |
 //! | `KubecostBridgeDataStale` | freshness of an hourly source (`allocation`, `remote_write`) > `stale_after` | 4h | 5m |
 //! | `KubecostBridgeCostSpike` | cost increase ratio (24 h vs the 24 h before), per cluster and namespace, > threshold | 0.5 | 15m |
 //! | `KubecostBridgeStorageFull` | used / capacity of a store's disk > threshold | 0.8 | 15m |
@@ -62,6 +62,9 @@ pub struct AlertRules {
     /// Failure ratio over the last hour above which extraction alerts (0.05 = 5%).
     pub extraction_failure_rate: f64,
     pub extraction_failure_for: Duration,
+    /// The window the failure rate is computed over (1 h, as the PrometheusRule). A shorter
+    /// one resolves the alert sooner once Kubecost recovers.
+    pub extraction_failure_window: Duration,
     /// Data older than this is stale (4 h).
     pub stale_after: Duration,
     /// The sources the staleness alert watches (the hourly ones).
@@ -84,6 +87,7 @@ impl Default for AlertRules {
         AlertRules {
             extraction_failure_rate: 0.05,
             extraction_failure_for: Duration::from_secs(5 * 60),
+            extraction_failure_window: crate::metrics::DEFAULT_FAILURE_WINDOW,
             stale_after: Duration::from_secs(4 * 3600),
             stale_sources: vec!["allocation".into(), "remote_write".into()],
             stale_for: Duration::from_secs(5 * 60),
@@ -632,6 +636,7 @@ pub async fn run_alerts(
     shutdown: Shutdown,
 ) -> Result<(), AlertsError> {
     let notifier = Notifier::start(&cfg, &shutdown)?;
+    metrics.set_failure_window(cfg.rules.extraction_failure_window);
     let loaded = {
         let store = store.clone();
         blocking(move || store.load()).await

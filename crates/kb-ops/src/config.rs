@@ -133,6 +133,9 @@ impl AlertsConfig {
                 ));
             }
         }
+        if r.extraction_failure_window < Duration::from_secs(1) {
+            out.push("alerts.rules.extraction_failure_window: must be at least 1s".to_string());
+        }
         if r.stale_after.is_zero() {
             out.push("alerts.rules.stale_after: must be positive".to_string());
         }

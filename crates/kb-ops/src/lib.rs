@@ -18,11 +18,11 @@
 //! | --- | --- | --- |
 //! | `build_info` | [`Metrics::new`] | start-up |
 //! | `extraction_runs_total` | [`Metrics::register_targets`] (clusters × enabled endpoints, at start-up), then [`Metrics::record_extraction`] once per window and endpoint after retries | extractor |
-//! | `kubecost_request_duration_seconds` | [`Metrics::observe_kubecost_request`] (`None` status for connection errors, timeouts, truncated bodies) | Kubecost client / extractor |
+//! | `kubecost_request_duration_seconds` | [`Metrics::observe_kubecost_request`] (`None` status for connection errors, timeouts, truncated bodies) | extractor, around each Kubecost request |
 //! | `data_freshness_seconds` | [`Metrics::set_last_success`] at start-up from the newest checkpoints and after each committed window; [`Metrics::register_freshness`] for `remote_write` | extractor, receiver |
 //! | `rows_written_total` | [`Metrics::add_rows_written`] after a commit | each store |
 //! | `spool_depth`, `spool_bytes` | [`Metrics::set_spool`] or [`Metrics::register_spool_probe`] | spools |
-//! | `remote_write_*_total` | [`Metrics::record_remote_write`] per request | receiver |
+//! | `remote_write_*_total` | [`Metrics::register_remote_write_source`] per configured source at start-up, then [`Metrics::record_remote_write`] per answered request (the receiver's `RequestObserver`) | receiver |
 //! | `reconciliation_relative_error` | [`Metrics::set_reconciliation_error`] | extractor |
 //! | `storage_*` | [`Metrics::register_disk`] (SQLite: `"sqlite", "data", db path`); [`Metrics::set_storage`] (ClickHouse `system.disks`) | start-up / ClickHouse poller |
 //! | `cost_increase_ratio` | [`Metrics::set_cost_increases`] per cluster after each aggregation ([`metrics::cost_increase_ratio`] computes one) | aggregator |

@@ -25,8 +25,9 @@
 //! # Time
 //!
 //! The clock is injected ([`Clock`]): unix seconds as `f64`. Freshness is computed from it at
-//! scrape time, and the per-minute ring of extraction outcomes (for the alerts' 1 h failure
-//! rate, [`Metrics::snapshot`]) is indexed by it.
+//! scrape time, and the ring of extraction outcomes (for the alerts' failure rate over
+//! `alerts.rules.extraction_failure_window`, 1 h by default, [`Metrics::snapshot`]) is indexed
+//! by it: [`RATE_SLOTS`] slots of a sixtieth of the window each (a minute for 1 h).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -74,8 +75,12 @@ pub const HTTP_BUCKETS: &[f64] = &[
 /// The extraction endpoints of the contract (`endpoint` label values).
 pub const ENDPOINTS: &[&str] = &["allocation", "assets", "budgets", "savings", "predictions"];
 
-/// Minutes kept by the extraction-outcome ring (the failure-rate window).
-pub const RATE_WINDOW_MINUTES: usize = 60;
+/// Slots of the extraction-outcome ring; each covers 1/60 of the failure-rate window.
+pub const RATE_SLOTS: usize = 60;
+
+/// The failure-rate window unless [`Metrics::set_failure_window`] says otherwise (1 h, as the
+/// PrometheusRule's `increase(...[1h])`).
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How one window extraction ended, after all retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,23 +101,42 @@ impl ExtractionOutcome {
     }
 }
 
-/// How one remote_write request ended.
+/// How one remote_write request ended, by the status it was answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RemoteWriteOutcome {
-    /// Stored.
+    /// 204: stored.
     Accepted,
-    /// Bad request or auth.
+    /// 400, 408 or 415: a bad request (body, format or account id); not retried.
     Rejected,
-    /// The bridge failed.
+    /// 401: wrong or missing credentials.
+    Unauthorized,
+    /// 413: the body is above `remote_write.max_body_bytes`.
+    TooLarge,
+    /// 429, or 503 with `Retry-After`: the receiver was full (retried).
+    Overloaded,
+    /// 503: the bridge failed (spool error, timeout, shutting down; retried).
     Error,
 }
 
 impl RemoteWriteOutcome {
-    /// `accepted`, `rejected` or `error`.
+    /// Every outcome, in label order.
+    pub const ALL: [RemoteWriteOutcome; 6] = [
+        RemoteWriteOutcome::Accepted,
+        RemoteWriteOutcome::Rejected,
+        RemoteWriteOutcome::Unauthorized,
+        RemoteWriteOutcome::TooLarge,
+        RemoteWriteOutcome::Overloaded,
+        RemoteWriteOutcome::Error,
+    ];
+
+    /// `accepted`, `rejected`, `unauthorized`, `too_large`, `overloaded` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             RemoteWriteOutcome::Accepted => "accepted",
             RemoteWriteOutcome::Rejected => "rejected",
+            RemoteWriteOutcome::Unauthorized => "unauthorized",
+            RemoteWriteOutcome::TooLarge => "too_large",
+            RemoteWriteOutcome::Overloaded => "overloaded",
             RemoteWriteOutcome::Error => "error",
         }
     }
@@ -147,25 +171,26 @@ impl Histogram {
     }
 }
 
-/// Per-minute extraction outcomes of one cluster and endpoint, for the last hour.
+/// Extraction outcomes of one cluster and endpoint per slot (a sixtieth of the failure-rate
+/// window: a minute by default), for the last window.
 #[derive(Debug, Clone)]
 struct Ring {
-    /// `(minute, successes, failures)`; a slot whose minute is old is stale.
-    slots: [(i64, u64, u64); RATE_WINDOW_MINUTES],
+    /// `(slot, successes, failures)`; a slot whose number is old is stale.
+    slots: [(i64, u64, u64); RATE_SLOTS],
 }
 
 impl Ring {
     fn new() -> Ring {
         Ring {
-            slots: [(i64::MIN, 0, 0); RATE_WINDOW_MINUTES],
+            slots: [(i64::MIN, 0, 0); RATE_SLOTS],
         }
     }
 
-    fn record(&mut self, minute: i64, outcome: ExtractionOutcome) {
-        let i = minute.rem_euclid(RATE_WINDOW_MINUTES as i64) as usize;
+    fn record(&mut self, slot_no: i64, outcome: ExtractionOutcome) {
+        let i = slot_no.rem_euclid(RATE_SLOTS as i64) as usize;
         if let Some(slot) = self.slots.get_mut(i) {
-            if slot.0 != minute {
-                *slot = (minute, 0, 0);
+            if slot.0 != slot_no {
+                *slot = (slot_no, 0, 0);
             }
             match outcome {
                 ExtractionOutcome::Success => slot.1 += 1,
@@ -174,12 +199,12 @@ impl Ring {
         }
     }
 
-    /// `(failures, total)` over the minutes `(minute - 60, minute]`.
-    fn totals(&self, minute: i64) -> (u64, u64) {
-        let window = RATE_WINDOW_MINUTES as i64;
+    /// `(failures, total)` over the slots `(slot_no - 60, slot_no]`.
+    fn totals(&self, slot_no: i64) -> (u64, u64) {
+        let window = RATE_SLOTS as i64;
         self.slots
             .iter()
-            .filter(|s| s.0 <= minute && minute.saturating_sub(s.0) < window)
+            .filter(|s| s.0 <= slot_no && slot_no.saturating_sub(s.0) < window)
             .fold((0, 0), |(f, t), s| (f + s.2, t + s.1 + s.2))
     }
 }
@@ -192,8 +217,9 @@ enum DiskSource {
     Fixed { used: u64, capacity: u64 },
 }
 
-#[derive(Default)]
 struct Registry {
+    /// Milliseconds per ring slot: the failure-rate window / [`RATE_SLOTS`].
+    slot_ms: f64,
     extraction: BTreeMap<(String, String, ExtractionOutcome), u64>,
     rings: BTreeMap<(String, String), Ring>,
     kubecost: BTreeMap<(String, String, String), Histogram>,
@@ -210,6 +236,35 @@ struct Registry {
     cost_increase: BTreeMap<(String, String), f64>,
     http: BTreeMap<(String, &'static str, u16), Histogram>,
     dropped: BTreeSet<&'static str>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            slot_ms: DEFAULT_FAILURE_WINDOW.as_secs_f64() * 1e3 / RATE_SLOTS as f64,
+            extraction: BTreeMap::new(),
+            rings: BTreeMap::new(),
+            kubecost: BTreeMap::new(),
+            last_success: BTreeMap::new(),
+            rows: BTreeMap::new(),
+            spool: BTreeMap::new(),
+            spool_probes: BTreeMap::new(),
+            rw_requests: BTreeMap::new(),
+            rw_samples: BTreeMap::new(),
+            reconciliation: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            cost_increase: BTreeMap::new(),
+            http: BTreeMap::new(),
+            dropped: BTreeSet::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// The ring slot holding unix second `now`.
+    fn slot(&self, now: f64) -> i64 {
+        (now * 1e3 / self.slot_ms).floor() as i64
+    }
 }
 
 /// Returns the entry for `key`, creating it with `make` unless the family is full.
@@ -307,6 +362,20 @@ impl Metrics {
         }
     }
 
+    /// Sets the window of the failure rate the alerts read (`alerts.rules.extraction_failure_window`,
+    /// [`DEFAULT_FAILURE_WINDOW`] otherwise; at least 60 ms). Call at start-up: outcomes
+    /// recorded before a change are forgotten.
+    pub fn set_failure_window(&self, window: Duration) {
+        let ms = (window.as_secs_f64() * 1e3 / RATE_SLOTS as f64).max(1.0);
+        let mut st = self.lock();
+        if (st.slot_ms - ms).abs() > f64::EPSILON {
+            st.slot_ms = ms;
+            for r in st.rings.values_mut() {
+                *r = Ring::new();
+            }
+        }
+    }
+
     /// Registers a freshness series (e.g. `source="remote_write"`) so it is exported, counting
     /// from the process start, before its first success.
     pub fn register_freshness(&self, cluster: &str, source: &str) {
@@ -322,11 +391,12 @@ impl Metrics {
     }
 
     /// Counts one finished window extraction (after all retries) and records it in the
-    /// per-minute ring behind the alerts' failure rate.
+    /// ring behind the alerts' failure rate.
     pub fn record_extraction(&self, cluster: &str, endpoint: &str, outcome: ExtractionOutcome) {
-        let minute = (self.now() / 60.0).floor() as i64;
+        let now = self.now();
         let mut st = self.lock();
         let st = &mut *st;
+        let slot = st.slot(now);
         register_pair(st, cluster, endpoint);
         if let Some(v) =
             st.extraction
@@ -338,7 +408,7 @@ impl Metrics {
             .rings
             .get_mut(&(cluster.to_string(), endpoint.to_string()))
         {
-            r.record(minute, outcome);
+            r.record(slot, outcome);
         }
     }
 
@@ -418,6 +488,30 @@ impl Metrics {
     /// outside the registry's lock and must be quick.
     pub fn register_spool_probe(&self, store: &str, probe: SpoolProbe) {
         self.lock().spool_probes.insert(store.to_string(), probe);
+    }
+
+    /// Pre-creates the remote_write series of a configured source (every outcome) at 0, so a
+    /// first rejection is an increase Prometheus can see. Call at start-up per source.
+    pub fn register_remote_write_source(&self, source: &str) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        for o in RemoteWriteOutcome::ALL {
+            let key = (source.to_string(), o);
+            entry(
+                &mut st.rw_requests,
+                &mut st.dropped,
+                "remote_write_requests_total",
+                key.clone(),
+                || 0,
+            );
+            entry(
+                &mut st.rw_samples,
+                &mut st.dropped,
+                "remote_write_samples_total",
+                key,
+                || 0,
+            );
+        }
     }
 
     /// Counts one remote_write request and its samples.
@@ -573,19 +667,19 @@ impl Metrics {
             .collect()
     }
 
-    /// What the alerts read: failure counts over the last hour, freshness, storage ratios and
-    /// cost increase ratios, at the clock's current time.
+    /// What the alerts read: failure counts over the failure-rate window, freshness, storage
+    /// ratios and cost increase ratios, at the clock's current time.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now();
-        let minute = (now / 60.0).floor() as i64;
         let (mut snap, disks) = {
             let st = self.lock();
+            let slot = st.slot(now);
             let snap = Snapshot {
                 extraction: st
                     .rings
                     .iter()
                     .map(|((cluster, endpoint), ring)| {
-                        let (failures, total) = ring.totals(minute);
+                        let (failures, total) = ring.totals(slot);
                         ExtractionCounts {
                             cluster: cluster.clone(),
                             endpoint: endpoint.clone(),

@@ -26,7 +26,10 @@ pub use auth::{Secret, Source};
 pub use batch::{DecodedBatch, Sample, Series};
 pub use live::LiveCosts;
 pub use proto::{DecodeError, DecodeLimits};
-pub use receiver::{OverloadStatus, Receiver, ReceiverConfig, ReceiverError, ReceiverStats};
+pub use receiver::{
+    OverloadStatus, Receiver, ReceiverConfig, ReceiverError, ReceiverStats, RequestObserver,
+    RequestOutcome,
+};
 pub use scrape::{ScrapeTarget, Scraper};
 pub use sink::{SampleSink, SinkError};
 pub use state::{DefaultPrices, LiveConfig};

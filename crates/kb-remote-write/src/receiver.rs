@@ -45,6 +45,9 @@
 //! ~192 MiB) in the worst case, a few MiB in practice (Prometheus sends ≤ 2,000 samples, about
 //! 100 KiB, per request).
 //!
+//! Every answer is also reported to the [`RequestObserver`] given to
+//! [`Receiver::start_observed`] (the binary counts them in `/metrics` by [`RequestOutcome`]).
+//!
 //! Not covered here: the HTTP/1 header read timeout and connection limits belong to the
 //! listener the binary serves this router on.
 
@@ -107,6 +110,54 @@ impl Default for ReceiverConfig {
     }
 }
 
+/// How one request ended, by the status it was answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RequestOutcome {
+    /// 204: the sink stored the samples.
+    Accepted,
+    /// 400, 408 or 415: a request Prometheus must not retry (bad body, format or account id).
+    Rejected,
+    /// 401: wrong or missing credentials, or an unknown source.
+    Unauthorized,
+    /// 413: the body is above `max_body_bytes`.
+    TooLarge,
+    /// 429, or 503 with `Retry-After`: the receiver was full.
+    Overloaded,
+    /// 503 without `Retry-After`: the sink failed or timed out, or the receiver is stopping.
+    Error,
+}
+
+impl RequestOutcome {
+    /// The outcome of an answer with status `code`; `retry_after` when it carries the header.
+    pub fn of(code: StatusCode, retry_after: bool) -> RequestOutcome {
+        match code {
+            c if c.is_success() => RequestOutcome::Accepted,
+            StatusCode::UNAUTHORIZED => RequestOutcome::Unauthorized,
+            StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
+            StatusCode::TOO_MANY_REQUESTS => RequestOutcome::Overloaded,
+            StatusCode::SERVICE_UNAVAILABLE if retry_after => RequestOutcome::Overloaded,
+            c if c.is_server_error() => RequestOutcome::Error,
+            _ => RequestOutcome::Rejected,
+        }
+    }
+}
+
+/// Told about every answered request (for metrics). Called on the request's task: keep it
+/// quick and non-blocking.
+pub trait RequestObserver: Send + Sync {
+    /// `source` is the authenticated source's cluster, `None` before (or without) a successful
+    /// authentication, so an unauthenticated sender never chooses a label value. `samples` is
+    /// the request's sample count once decoded (0 before).
+    fn observe(&self, source: Option<&str>, outcome: RequestOutcome, samples: u64);
+}
+
+/// What a request got to before it was answered.
+#[derive(Default)]
+struct Seen {
+    source: Option<Arc<str>>,
+    samples: u64,
+}
+
 /// Counters of what the receiver did.
 #[derive(Debug, Default)]
 pub struct ReceiverStats {
@@ -136,6 +187,7 @@ struct Inner {
     gate: Arc<Semaphore>,
     tx: mpsc::Sender<Job>,
     stats: Arc<ReceiverStats>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// A running receiver: its router and the worker that feeds the sink.
@@ -167,6 +219,16 @@ impl Receiver {
         sink: Arc<dyn SampleSink>,
         shutdown: Shutdown,
     ) -> Result<Receiver, ReceiverError> {
+        Receiver::start_observed(cfg, sink, shutdown, None)
+    }
+
+    /// [`Receiver::start`], reporting every answered request to `observer`.
+    pub fn start_observed(
+        cfg: ReceiverConfig,
+        sink: Arc<dyn SampleSink>,
+        shutdown: Shutdown,
+        observer: Option<Arc<dyn RequestObserver>>,
+    ) -> Result<Receiver, ReceiverError> {
         for (v, name) in [
             (cfg.max_body_bytes, "max_body_bytes"),
             (cfg.max_in_flight, "max_in_flight"),
@@ -191,6 +253,7 @@ impl Receiver {
             cfg,
             tx,
             stats,
+            observer,
         });
         Ok(Receiver { inner, worker })
     }
@@ -317,7 +380,12 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let r = handle_inner(&st, query.as_deref(), &headers, body).await;
+    let mut seen = Seen::default();
+    let r = handle_inner(&st, query.as_deref(), &headers, body, &mut seen).await;
+    if let Some(o) = &st.observer {
+        let outcome = RequestOutcome::of(r.status(), r.headers().contains_key(header::RETRY_AFTER));
+        o.observe(seen.source.as_deref(), outcome, seen.samples);
+    }
     let counter = match r.status() {
         StatusCode::NO_CONTENT => None,
         StatusCode::UNAUTHORIZED => Some(&st.stats.unauthorized_requests),
@@ -362,7 +430,13 @@ fn query_account_id(query: Option<&str>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-async fn handle_inner(st: &Inner, query: Option<&str>, h: &HeaderMap, body: Body) -> Response {
+async fn handle_inner(
+    st: &Inner,
+    query: Option<&str>,
+    h: &HeaderMap,
+    body: Body,
+    seen: &mut Seen,
+) -> Response {
     if let Some(r) = check_format(h) {
         return r;
     }
@@ -397,6 +471,7 @@ async fn handle_inner(st: &Inner, query: Option<&str>, h: &HeaderMap, body: Body
             return r;
         }
     };
+    seen.source = Some(cluster.clone());
     let limit = st.cfg.max_body_bytes;
     let declared = h
         .get(header::CONTENT_LENGTH)
@@ -440,6 +515,7 @@ async fn handle_inner(st: &Inner, query: Option<&str>, h: &HeaderMap, body: Body
         }
     };
     let samples = batch.sample_count() as u64;
+    seen.samples = samples;
     if batch.is_empty() {
         // Metadata-only requests carry no samples.
         drop(permit);

@@ -85,7 +85,10 @@ pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
     let mut clients: Vec<(String, Client)> = Vec::new();
     let mut out = Vec::new();
     for c in &cfg.clusters {
-        let key = format!("{}|{:?}|{:?}|{:?}", c.endpoint, c.flavor, c.auth, c.ca_file);
+        let key = format!(
+            "{}|{:?}|{:?}|{:?}|{:?}",
+            c.endpoint, c.flavor, c.auth, c.ca_file, c.client_cert
+        );
         let client = match clients.iter().find(|(k, _)| *k == key) {
             Some((_, client)) => client.clone(),
             None => {
@@ -105,6 +108,10 @@ pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
                     ),
                     None => None,
                 };
+                let client_identity_pem = match &c.client_cert {
+                    Some(t) => Some(client_identity(t)?),
+                    None => None,
+                };
                 let client = Client::new(ClientConfig {
                     base_url: c.endpoint.clone(),
                     flavor: match c.flavor {
@@ -113,6 +120,7 @@ pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
                     },
                     auth,
                     ca_cert_pem,
+                    client_identity_pem,
                     connect_timeout: cfg.extract.connect_timeout,
                     request_timeout: cfg.extract.request_timeout,
                     max_concurrency: cfg.extract.max_concurrency,
@@ -132,6 +140,21 @@ pub(crate) fn targets(cfg: &Config) -> Result<Vec<Target>, Failure> {
     Ok(out)
 }
 
+/// Reads a client certificate and its key into one PEM secret (for mutual TLS).
+fn client_identity(t: &crate::config::TlsFiles) -> Result<Secret, Failure> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .map_err(Failure::Usage)
+    };
+    let mut pem = read(&t.cert_file)?;
+    if !pem.ends_with('\n') {
+        pem.push('\n');
+    }
+    pem.push_str(&read(&t.key_file)?);
+    Ok(Secret::new(pem))
+}
+
 /// Opens the store the configuration names.
 pub(crate) fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
     if let Some(dir) = cfg
@@ -143,10 +166,65 @@ pub(crate) fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, Failure> {
             .with_context(|| format!("cannot create {}", dir.display()))
             .map_err(runtime)?;
     }
+    private_file(&cfg.sqlite_path, true)?;
     let store = SqliteStore::open(&cfg.sqlite_path)
         .with_context(|| format!("cannot open the store {}", cfg.sqlite_path.display()))
         .map_err(runtime)?;
+    // SQLite gives its journal files the database's mode; check anyway.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = cfg.sqlite_path.clone().into_os_string();
+        p.push(suffix);
+        private_file(Path::new(&p), false)?;
+    }
     Ok(Arc::new(store))
+}
+
+/// Makes `path` readable and writable by the owner only (0600): created so when `create` and
+/// missing (SQLite then initialises the empty file), tightened with a warning when an existing
+/// file is open to others. The store holds cost data of every workload: at rest it is private
+/// to the bridge's user (encryption at rest is the volume's, see deploy/README.md).
+fn private_file(path: &Path, create: bool) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(m) => {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(file = %path.display(), mode = format!("{:o}", m.permissions().mode() & 0o777), "store file readable by others; setting 0600");
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                        .with_context(|| format!("cannot chmod 0600 {}", path.display()))
+                        .map_err(runtime)?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let made = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path);
+                match made {
+                    Ok(_) => {}
+                    // Another process made it first: it is checked at its next start.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(runtime(
+                            anyhow::Error::new(e)
+                                .context(format!("cannot create {}", path.display())),
+                        ));
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(runtime(
+                    anyhow::Error::new(e).context(format!("cannot stat {}", path.display())),
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create);
+    Ok(())
 }
 
 /// The mirrors the configuration names (ClickHouse when `cloudtuner.storage.clickhouse` is
@@ -251,6 +329,21 @@ pub(crate) fn extractor(
     };
     let store: Arc<dyn CostStore> = store;
     Ok(Extractor::new(store, targets(cfg)?, settings, shutdown))
+}
+
+/// Starts the Kubernetes metadata source when `kubernetes.enabled` and hands it to `ex`.
+pub(crate) async fn enrich(
+    cfg: &Config,
+    ex: &mut Extractor,
+    shutdown: &Shutdown,
+) -> Result<(), Failure> {
+    if let Some(k) = &cfg.kubernetes {
+        let meta = crate::kube::start(k, shutdown.clone())
+            .await
+            .map_err(Failure::Usage)?;
+        ex.with_metadata(meta);
+    }
+    Ok(())
 }
 
 /// Runs one catch-up pass: every unsynced allocation window and asset day in `[from, until)`,
@@ -401,6 +494,7 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     let metrics = metrics(&cfg, &store);
     let mut ex = extractor(&cfg, store.clone(), shutdown.clone())?;
     ex.with_metrics(metrics.clone());
+    enrich(&cfg, &mut ex, &shutdown).await?;
     let mut mirror_tasks = Vec::new();
     for m in mirrors(&cfg)? {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -425,13 +519,21 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
         .with_context(|| format!("cannot listen on {}", cfg.api_listen))
         .map_err(runtime)?;
     let server = crate::server::build(&cfg, store.clone(), &shutdown, &metrics)?;
-    tracing::info!(listen = %cfg.api_listen, remote_write_sources = cfg.remote_write.sources.len(), scraped = cfg.realtime.scrape.len(), "serving");
-    let serving = tokio::spawn(server.serve(listener, shutdown.clone()));
+    tracing::info!(listen = %cfg.api_listen, tls = cfg.api.tls.is_some(), remote_write_sources = cfg.remote_write.sources.len(), scraped = cfg.realtime.scrape.len(), "serving");
+    let tls = match &cfg.api.tls {
+        Some(t) => Some(
+            crate::tls::server_config(&t.cert_file, &t.key_file)
+                .context("api.tls")
+                .map_err(Failure::Usage)?,
+        ),
+        None => None,
+    };
+    let serving = tokio::spawn(server.serve_on(listener, tls, shutdown.clone()));
     let now = chrono::Utc::now().timestamp();
     let (from, until) = lookback_range(now, cfg.extract.lookback);
     let report = sync_range(&cfg, &ex, from, until, None, &crate::extract::NoProgress).await?;
     log_report("catch-up", &report);
-    if cfg.aggregation.enabled {
+    if cfg.aggregation.enabled && !shutdown.is_triggered() {
         match run_aggregation(&cfg, &store, from, until, None).await {
             Ok(r) => publish_increases(&metrics, &r),
             Err(e) => tracing::error!(error = %e.error(), "catch-up aggregation failed"),
@@ -507,7 +609,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
         })
     };
     shutdown.wait().await;
-    tracing::info!("shutting down");
+    // The listener stopped accepting when the signal fired; the schedules stop at their next
+    // wait, after the window each one has in flight commits (or fails).
+    tracing::info!("shutting down: finishing the windows in flight");
     for t in [alloc, assets, cleanup, aggregation]
         .into_iter()
         .chain(mirror_tasks)
@@ -516,10 +620,14 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             tracing::error!(error = %e, "task ended abnormally");
         }
     }
-    match serving.await {
+    let served = match serving.await {
         Ok(r) => r,
         Err(e) => Err(runtime(e)),
+    };
+    if served.is_ok() {
+        tracing::info!("shut down cleanly");
     }
+    served
 }
 
 /// Logs a run's outcome.

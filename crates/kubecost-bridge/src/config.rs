@@ -105,6 +105,10 @@ struct RawConfig {
     influxdb: RawInfluxdb,
     #[serde(default)]
     budgets: Vec<RawBudget>,
+    #[serde(default)]
+    shutdown: RawShutdown,
+    #[serde(default)]
+    kubernetes: RawKubernetes,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +142,8 @@ struct RawAlertRules {
     stale_after: Option<String>,
     cost_spike_ratio: Option<f64>,
     storage_used_ratio: Option<f64>,
+    /// The window of the failure rate (default 1h).
+    extraction_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -330,6 +336,9 @@ struct RawAuth {
 #[derive(Debug, Default, Deserialize)]
 struct RawTls {
     ca_file: Option<String>,
+    /// Client certificate (PEM) for mutual TLS with Kubecost; needs `key_file`.
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,6 +397,7 @@ struct RawApi {
     cache_ttl: Option<String>,
     request_timeout: Option<String>,
     currency: Option<String>,
+    tls: Option<RawApiTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,6 +443,33 @@ struct RawRateLimit {
     burst: Option<u32>,
 }
 
+/// `api.tls`: serve HTTPS from these PEM files.
+#[derive(Debug, Default, Deserialize)]
+struct RawApiTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawShutdown {
+    /// How long `run` takes at most after SIGTERM (default 30s).
+    deadline: Option<String>,
+}
+
+/// `kubernetes:`: metadata enrichment from the Kubernetes API.
+#[derive(Debug, Default, Deserialize)]
+struct RawKubernetes {
+    enabled: Option<bool>,
+    /// Default: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (in-cluster).
+    api_server: Option<String>,
+    token_file: Option<String>,
+    ca_file: Option<String>,
+    refresh_interval: Option<String>,
+    request_timeout: Option<String>,
+    namespace_annotations: Option<Vec<String>>,
+    pod_labels: Option<Vec<String>>,
+}
+
 // ----- validated ----------------------------------------------------------------------------
 
 /// Which Kubecost-compatible server a cluster's endpoint is.
@@ -475,6 +512,15 @@ pub(crate) struct ClusterConfig {
     pub kubecost_cluster_id: Option<String>,
     pub auth: AuthConfig,
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and key for mutual TLS (`tls.cert_file`, `tls.key_file`).
+    pub client_cert: Option<TlsFiles>,
+}
+
+/// A PEM certificate (chain) and its private key, read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The allocation API settings.
@@ -538,6 +584,11 @@ pub(crate) struct Config {
     pub api: ApiSettings,
     /// `budgets:`, served by `/budgets` beside Kubecost's.
     pub budgets: Vec<kb_analytics::budget::BudgetSpec>,
+    /// Metadata enrichment from the Kubernetes API (`kubernetes.enabled`), `None` when off.
+    pub kubernetes: Option<KubernetesConfig>,
+    /// After SIGTERM, `run` exits within this (`shutdown.deadline`, 30 s): windows not
+    /// committed by then are rolled back and extracted again at the next start (exit code 3).
+    pub shutdown_deadline: Duration,
 }
 
 /// How an API key's secret is given.
@@ -575,6 +626,8 @@ pub(crate) struct ApiSettings {
     pub bootstrap_token: Option<String>,
     /// OIDC/JWT bearer tokens beside the keys (`api.auth.jwt`).
     pub jwt: Option<JwtSettings>,
+    /// Serve HTTPS with this certificate and key (`api.tls`); plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Where the JWT signing keys (a JWKS document) come from.
@@ -719,8 +772,12 @@ impl Config {
                 }
             }
         };
+        let kube = kubernetes(&raw.kubernetes, env, &mut problems);
         match validate(raw, &mut problems) {
-            Some(cfg) if problems.is_empty() => Ok(cfg),
+            Some(mut cfg) if problems.is_empty() => {
+                cfg.kubernetes = kube;
+                Ok(cfg)
+            }
             _ => Err(ConfigErrors(problems)),
         }
     }
@@ -742,6 +799,7 @@ impl Config {
                 kubecost_cluster_id: Some(c.clone()),
                 auth: AuthConfig::None,
                 ca_file: None,
+                client_cert: None,
             })
             .collect();
         cfg.sqlite_path = sqlite;
@@ -1048,6 +1106,14 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
                 .as_ref()
                 .and_then(|t| t.ca_file.clone())
                 .map(PathBuf::from),
+            client_cert: tls_files(
+                raw.kubecost
+                    .tls
+                    .as_ref()
+                    .map(|t| (&t.cert_file, &t.key_file)),
+                "kubecost.tls",
+                problems,
+            ),
         });
     }
     for (i, c) in raw.clusters.iter().enumerate() {
@@ -1108,6 +1174,21 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
                 .or(raw.kubecost.tls.as_ref())
                 .and_then(|t| t.ca_file.clone())
                 .map(PathBuf::from),
+            client_cert: match &c.tls {
+                Some(t) => tls_files(
+                    Some((&t.cert_file, &t.key_file)),
+                    &format!("{path}.tls"),
+                    problems,
+                ),
+                None => tls_files(
+                    raw.kubecost
+                        .tls
+                        .as_ref()
+                        .map(|t| (&t.cert_file, &t.key_file)),
+                    "kubecost.tls",
+                    &mut Vec::new(),
+                ),
+            },
         });
     }
 
@@ -1355,7 +1436,112 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         influxdb_settings: influx_settings(&raw.influxdb, problems),
         api: api_settings(&raw.api, problems),
         budgets,
+        shutdown_deadline: shutdown_deadline(&raw.shutdown, problems),
+        kubernetes: None,
     })
+}
+
+/// `kubernetes:` when enabled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KubernetesConfig {
+    pub api_server: url::Url,
+    /// The service account's bearer token (read at start-up).
+    pub token_file: PathBuf,
+    /// The API server's CA; `None` trusts the system roots only.
+    pub ca_file: Option<PathBuf>,
+    pub refresh_interval: Duration,
+    pub request_timeout: Duration,
+    /// Namespace annotations added to `namespace_labels` as `annotation_<key>`.
+    pub namespace_annotations: Vec<String>,
+    /// Pod labels added to a row's `labels` when Kubecost did not report them.
+    pub pod_labels: Vec<String>,
+}
+
+/// The service account's files, as every in-cluster client reads them.
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn kubernetes(
+    raw: &RawKubernetes,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<KubernetesConfig> {
+    if !raw.enabled.unwrap_or(false) {
+        return None;
+    }
+    let in_cluster = match (
+        env.get("KUBERNETES_SERVICE_HOST"),
+        env.get("KUBERNETES_SERVICE_PORT"),
+    ) {
+        (Some(h), Some(p)) if h.contains(':') => Some(format!("https://[{h}]:{p}")),
+        (Some(h), Some(p)) => Some(format!("https://{h}:{p}")),
+        _ => None,
+    };
+    let Some(api_server) = endpoint(
+        &raw.api_server.clone().or(in_cluster),
+        "kubernetes.api_server",
+        problems,
+    ) else {
+        if raw.api_server.is_none() {
+            problems.push(ConfigProblem {
+                path: "kubernetes.api_server".into(),
+                reason: "required outside a pod (KUBERNETES_SERVICE_HOST is not set)".into(),
+            });
+        }
+        return None;
+    };
+    Some(KubernetesConfig {
+        api_server,
+        token_file: PathBuf::from(
+            raw.token_file
+                .clone()
+                .unwrap_or_else(|| format!("{SA_DIR}/token")),
+        ),
+        ca_file: Some(PathBuf::from(
+            raw.ca_file
+                .clone()
+                .unwrap_or_else(|| format!("{SA_DIR}/ca.crt")),
+        )),
+        refresh_interval: duration(
+            &raw.refresh_interval,
+            "kubernetes.refresh_interval",
+            Duration::from_secs(300),
+            problems,
+        )
+        .max(Duration::from_secs(1)),
+        request_timeout: duration(
+            &raw.request_timeout,
+            "kubernetes.request_timeout",
+            Duration::from_secs(30),
+            problems,
+        ),
+        namespace_annotations: raw
+            .namespace_annotations
+            .clone()
+            .unwrap_or_else(|| vec!["owner".into(), "team".into()]),
+        pod_labels: raw
+            .pod_labels
+            .clone()
+            .unwrap_or_else(|| vec!["owner".into(), "team".into()]),
+    })
+}
+
+/// The default of `shutdown.deadline`.
+pub(crate) const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+fn shutdown_deadline(raw: &RawShutdown, problems: &mut Vec<ConfigProblem>) -> Duration {
+    let d = duration(
+        &raw.deadline,
+        "shutdown.deadline",
+        DEFAULT_SHUTDOWN_DEADLINE,
+        problems,
+    );
+    if d < Duration::from_secs(1) {
+        problems.push(ConfigProblem {
+            path: "shutdown.deadline".into(),
+            reason: "must be at least 1s".into(),
+        });
+    }
+    d
 }
 
 fn rate_limit(
@@ -1513,6 +1699,40 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
             .jwt
             .as_ref()
             .and_then(|j| jwt_settings(j, problems)),
+        tls: tls_files(
+            raw.tls.as_ref().map(|t| (&t.cert_file, &t.key_file)),
+            "api.tls",
+            problems,
+        ),
+    }
+}
+
+/// A certificate and key pair under `path` (`cert_file` and `key_file`, both or neither).
+fn tls_files(
+    raw: Option<(&Option<String>, &Option<String>)>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<TlsFiles> {
+    match raw? {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_file: PathBuf::from(c),
+            key_file: PathBuf::from(k),
+        }),
+        (Some(_), None) => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.key_file"),
+                reason: "required with cert_file".into(),
+            });
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(ConfigProblem {
+                path: format!("{path}.cert_file"),
+                reason: "required with key_file".into(),
+            });
+            None
+        }
     }
 }
 
@@ -1610,6 +1830,12 @@ fn alerts(raw: &RawAlerts, problems: &mut Vec<ConfigProblem>) -> kb_ops::AlertsC
         &r.stale_after,
         "alerts.rules.stale_after",
         cfg.rules.stale_after,
+        problems,
+    );
+    cfg.rules.extraction_failure_window = duration(
+        &r.extraction_failure_window,
+        "alerts.rules.extraction_failure_window",
+        cfg.rules.extraction_failure_window,
         problems,
     );
     for (i, w) in raw.webhooks.iter().enumerate() {
@@ -2299,6 +2525,11 @@ mod example {
         assert_eq!(c.budgets.len(), 2);
         assert_eq!(c.aggregation.observe, Duration::from_secs(7 * 86_400));
         assert_eq!(c.aggregation.optimization.spot_discount, 0.6);
+        assert_eq!(c.shutdown_deadline, DEFAULT_SHUTDOWN_DEADLINE);
+        assert_eq!(
+            c.alerts.rules.extraction_failure_window,
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
@@ -2368,6 +2599,58 @@ mod example {
             currency.reason.contains("does not convert"),
             "{}",
             currency.reason
+        );
+    }
+
+    #[test]
+    fn kubernetes_enrichment_finds_the_api_server_in_the_pod_environment() {
+        assert_eq!(
+            Config::from_yaml("{}", &BTreeMap::new())
+                .unwrap()
+                .kubernetes,
+            None
+        );
+        let env = BTreeMap::from([
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+        ]);
+        let c = Config::from_yaml("kubernetes:\n  enabled: true\n", &env).unwrap();
+        let k = c.kubernetes.unwrap();
+        assert_eq!(k.api_server.as_str(), "https://10.96.0.1/");
+        assert_eq!(
+            k.token_file,
+            PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
+        );
+        assert_eq!(k.pod_labels, ["owner", "team"]);
+        let e = Config::from_yaml("kubernetes:\n  enabled: true\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.0[0].path, "kubernetes.api_server", "{e}");
+    }
+
+    #[test]
+    fn shutdown_deadline_and_failure_window_are_read_and_checked() {
+        let c = Config::from_yaml(
+            "shutdown:\n  deadline: 5s\nalerts:\n  rules:\n    extraction_failure_window: 10m\n",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_deadline, Duration::from_secs(5));
+        assert_eq!(
+            c.alerts.rules.extraction_failure_window,
+            Duration::from_secs(600)
+        );
+        let e = Config::from_yaml(
+            "shutdown:\n  deadline: 0s\nalerts:\n  rules:\n    extraction_failure_window: soon\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"shutdown.deadline"), "{e}");
+        assert!(
+            paths.contains(&"alerts.rules.extraction_failure_window"),
+            "{e}"
         );
     }
 }

@@ -150,6 +150,8 @@ pub(crate) struct Extractor {
     on_commit: Vec<mpsc::Sender<Checkpoint>>,
     /// Self-monitoring (`/metrics`), when served.
     metrics: Option<kb_ops::Metrics>,
+    /// Kubernetes API metadata merged into rows before they are stored (`kubernetes.enabled`).
+    metadata: Option<Arc<crate::kube::Metadata>>,
 }
 
 struct Synced(HashSet<(Window, Resolution)>);
@@ -178,7 +180,13 @@ impl Extractor {
             shutdown,
             on_commit: Vec::new(),
             metrics: None,
+            metadata: None,
         }
+    }
+
+    /// Enriches allocation rows with `metadata` (see [`crate::kube`]).
+    pub(crate) fn with_metadata(&mut self, metadata: Arc<crate::kube::Metadata>) {
+        self.metadata = Some(metadata);
     }
 
     /// Records runs, freshness, reconciliation errors and rows in `metrics`.
@@ -206,6 +214,27 @@ impl Extractor {
         } else {
             m.record_extraction(cluster, ep, kb_ops::ExtractionOutcome::Failure);
         }
+    }
+
+    /// Observes one timed Kubecost request in `kubecost_request_duration_seconds` (`code` is
+    /// the HTTP status, or `error` when no status arrived) and returns its result.
+    fn observed<T>(
+        &self,
+        cluster: &str,
+        endpoint: Endpoint,
+        (result, elapsed): (Result<T, kb_kubecost::Error>, Duration),
+    ) -> Result<T, kb_kubecost::Error> {
+        if let Some(m) = &self.metrics {
+            let status = match &result {
+                Ok(_) => Some(200),
+                Err(kb_kubecost::Error::Http { status, .. }) => Some(*status),
+                // A JSON envelope's error arrives with a 200.
+                Err(kb_kubecost::Error::Api { .. }) => Some(200),
+                Err(_) => None,
+            };
+            m.observe_kubecost_request(cluster, endpoint.as_str(), status, elapsed);
+        }
+        result
     }
 
     /// Adds a receiver of committed allocation checkpoints.
@@ -387,6 +416,7 @@ impl Extractor {
         let (tx, mut rx) = mpsc::channel::<Vec<Allocation>>(CHANNEL_BATCHES);
         let store = self.store.clone();
         let cluster = target.name.clone();
+        let meta = self.metadata.as_ref().map(|m| m.snapshot());
         // The writer runs on a blocking thread and owns the open transaction; it returns the
         // writer uncommitted so that the commit happens only once the response is known good.
         let writer = tokio::task::spawn_blocking(move || {
@@ -397,14 +427,21 @@ impl Extractor {
                     if row.cluster != cluster {
                         row.cluster.clone_from(&cluster);
                     }
+                    if let Some(m) = &meta {
+                        m.enrich(row);
+                    }
                 }
                 w.write(&batch)?;
             }
             Ok::<_, StoreError>(w)
         });
         let (streamed, expected) = tokio::join!(
-            target.client.allocations(query, tx),
-            target.client.allocation_total(query)
+            timed(target.client.allocations(query, tx)),
+            timed(target.client.allocation_total(query))
+        );
+        let (streamed, expected) = (
+            self.observed(&target.name, Endpoint::Allocation, streamed),
+            self.observed(&target.name, Endpoint::Allocation, expected),
         );
         let writer = writer.await.map_err(|e| Failure::Join(e.to_string()))?;
         // A store error explains a failed stream (the channel closed), so it is reported first;
@@ -494,7 +531,11 @@ impl Extractor {
                 self.settings.retry,
                 &self.shutdown,
                 |_| async {
-                    let mut assets = target.client.assets(&q).await?;
+                    let mut assets = self.observed(
+                        &target.name,
+                        Endpoint::Assets,
+                        timed(target.client.assets(&q)).await,
+                    )?;
                     for a in &mut assets {
                         a.cluster.clone_from(&target.name);
                     }
@@ -646,6 +687,13 @@ impl Extractor {
         }
         Ok(out)
     }
+}
+
+/// Runs `f` and returns its output with how long it took.
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t0 = std::time::Instant::now();
+    let out = f.await;
+    (out, t0.elapsed())
 }
 
 fn secs(d: Duration) -> i64 {

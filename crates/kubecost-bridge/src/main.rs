@@ -1,6 +1,7 @@
 //! The `kubecost-bridge` command line: parses arguments, sets up logging and signals, runs a
 //! command, and maps its outcome to an exit code (0 ok, 1 runtime failure, 2 usage or config
-//! error). Printing to stdout and stderr is allowed here and in `demo.rs` only.
+//! error, 3 `run` did not finish within `shutdown.deadline` after SIGTERM, 130 a second SIGTERM
+//! or Ctrl-C). Printing to stdout and stderr is allowed here and in `demo.rs` only.
 
 #![allow(
     clippy::print_stdout,
@@ -13,13 +14,16 @@ mod app;
 mod config;
 mod demo;
 mod extract;
+mod kube;
 mod mirror;
 mod realtime;
 mod server;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use app::{Failure, runtime};
@@ -240,17 +244,48 @@ fn init_logging(filter: Option<&str>) {
         .try_init();
 }
 
-/// Returns a shutdown signal that fires on SIGTERM or Ctrl-C; a second Ctrl-C exits at once.
+/// Exit code of `run` when the shutdown deadline passed before it finished.
+const EXIT_DEADLINE: i32 = 3;
+
+/// Exit code after a second SIGTERM or Ctrl-C.
+const EXIT_ABORTED: i32 = 130;
+
+/// Returns a shutdown signal that fires on SIGTERM or Ctrl-C; a second signal exits at once.
 fn signals() -> Shutdown {
+    signals_with_deadline(None)
+}
+
+/// [`signals`], and once shutdown starts, exits with [`EXIT_DEADLINE`] if the process is still
+/// running `deadline` later. Nothing is lost then: a window's rows and checkpoint commit in one
+/// transaction, so an uncommitted window rolls back and is extracted again at the next start;
+/// accepted remote_write samples are already in the durable spool.
+fn signals_with_deadline(deadline: Option<Duration>) -> Shutdown {
     let shutdown = Shutdown::new();
     let s = shutdown.clone();
     tokio::spawn(async move {
         wait_signal().await;
-        tracing::info!("shutdown requested; finishing the current window (Ctrl-C again to abort)");
+        match deadline {
+            Some(d) => {
+                tracing::info!(
+                    deadline_secs = d.as_secs_f64(),
+                    "shutdown requested; finishing the windows in flight (signal again to abort)"
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    eprintln!(
+                        "shutdown deadline of {d:?} passed: windows not committed were rolled back and will be extracted again"
+                    );
+                    std::process::exit(EXIT_DEADLINE);
+                });
+            }
+            None => tracing::info!(
+                "shutdown requested; finishing the current window (Ctrl-C again to abort)"
+            ),
+        }
         s.trigger();
         wait_signal().await;
         eprintln!("aborted: the window in flight was not committed and will be extracted again");
-        std::process::exit(130);
+        std::process::exit(EXIT_ABORTED);
     });
     shutdown
 }
@@ -295,7 +330,8 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         }
         Command::Run { config } => {
             let cfg = app::load_config(&config)?;
-            app::run(cfg, signals()).await
+            let deadline = cfg.shutdown_deadline;
+            app::run(cfg, signals_with_deadline(Some(deadline))).await
         }
         Command::Extract {
             config,
@@ -308,7 +344,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(anyhow::anyhow!("--window: {e}")))?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store.clone(), signals())?;
+            let shutdown = signals();
+            let mut ex = app::extractor(&cfg, store.clone(), shutdown.clone())?;
+            app::enrich(&cfg, &mut ex, &shutdown).await?;
             let report = app::extract_exact(&cfg, &ex, w, cluster.as_deref()).await?;
             app::mirror_once(&cfg, &store).await?;
             finish(report)
@@ -367,7 +405,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             let (from, to) = parse_range(&from, &to)?;
             check_cluster(&cfg, cluster.as_deref())?;
             let store = app::open_store(&cfg)?;
-            let ex = app::extractor(&cfg, store.clone(), signals())?;
+            let shutdown = signals();
+            let mut ex = app::extractor(&cfg, store.clone(), shutdown.clone())?;
+            app::enrich(&cfg, &mut ex, &shutdown).await?;
             let bar = demo::Bar::new("backfill");
             let report = app::sync_range(&cfg, &ex, from, to, cluster.as_deref(), &bar).await?;
             bar.finish();

@@ -11,6 +11,10 @@
 //!   cached for `api.cache_ttl` (60 s), so new data shows within that.
 //!
 //! Alerts are evaluated in-process every `alerts.interval` with their states in the store.
+//!
+//! The listener is plain HTTP, or HTTPS when `api.tls` names a certificate and key
+//! ([`Server::serve_on`], [`crate::tls`]). On shutdown it stops accepting at once and lets the
+//! requests in flight finish.
 
 use std::sync::Arc;
 
@@ -94,7 +98,11 @@ pub(crate) fn build(
             inner: realtime.sink.clone(),
             metrics: metrics.clone(),
         });
-        let r = Receiver::start(rc, sink, shutdown.clone())
+        for s in &cfg.remote_write.sources {
+            metrics.register_remote_write_source(&s.cluster);
+        }
+        let observer = Arc::new(RwObserver(metrics.clone()));
+        let r = Receiver::start_observed(rc, sink, shutdown.clone(), Some(observer))
             .context("cannot start the remote_write receiver")
             .map_err(Failure::Usage)?;
         router = router.merge(r.router());
@@ -419,8 +427,8 @@ fn api_state(
     Ok(state)
 }
 
-/// The receiver's sink: spools like [`crate::realtime::SpoolSink`] and counts accepted samples
-/// and remote_write freshness per source (named by its cluster).
+/// The receiver's sink: spools like [`crate::realtime::SpoolSink`] and records remote_write
+/// freshness per source (named by its cluster) when a batch is kept.
 struct MeteredSink {
     inner: Arc<crate::realtime::SpoolSink>,
     metrics: kb_ops::Metrics,
@@ -432,47 +440,79 @@ impl kb_remote_write::SampleSink for MeteredSink {
         cluster: &str,
         batch: &kb_remote_write::DecodedBatch,
     ) -> Result<(), kb_remote_write::SinkError> {
-        let samples = batch.sample_count() as u64;
-        match self.inner.write(cluster, batch) {
-            Ok(()) => {
-                self.metrics.record_remote_write(
-                    cluster,
-                    kb_ops::RemoteWriteOutcome::Accepted,
-                    samples,
-                );
-                self.metrics.set_last_success(
-                    cluster,
-                    "remote_write",
-                    chrono::Utc::now().timestamp() as f64,
-                );
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.record_remote_write(
-                    cluster,
-                    kb_ops::RemoteWriteOutcome::Error,
-                    samples,
-                );
-                Err(e)
-            }
-        }
+        self.inner.write(cluster, batch)?;
+        self.metrics.set_last_success(
+            cluster,
+            "remote_write",
+            chrono::Utc::now().timestamp() as f64,
+        );
+        Ok(())
+    }
+}
+
+/// Counts every remote_write answer in `/metrics` by outcome; requests that did not
+/// authenticate count under `source="unauthenticated"` (never a value the sender chose).
+struct RwObserver(kb_ops::Metrics);
+
+impl kb_remote_write::RequestObserver for RwObserver {
+    fn observe(
+        &self,
+        source: Option<&str>,
+        outcome: kb_remote_write::RequestOutcome,
+        samples: u64,
+    ) {
+        use kb_ops::RemoteWriteOutcome as M;
+        use kb_remote_write::RequestOutcome as R;
+        let outcome = match outcome {
+            R::Accepted => M::Accepted,
+            R::Rejected => M::Rejected,
+            R::Unauthorized => M::Unauthorized,
+            R::TooLarge => M::TooLarge,
+            R::Overloaded => M::Overloaded,
+            R::Error => M::Error,
+        };
+        self.0
+            .record_remote_write(source.unwrap_or("unauthenticated"), outcome, samples);
     }
 }
 
 impl Server {
-    /// Serves on `listener` until `shutdown`, then waits for the receiver's worker.
+    /// Serves plain HTTP on `listener` until `shutdown`, then waits for the receiver's worker.
     pub(crate) async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: Shutdown,
     ) -> Result<(), Failure> {
+        self.serve_on(listener, None, shutdown).await
+    }
+
+    /// Serves on `listener`, with TLS when `tls` is given (`api.tls`), until `shutdown`: the
+    /// listener stops accepting at once, requests in flight finish, then the receiver's worker
+    /// hands its last batches to the spool.
+    pub(crate) async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<rustls::ServerConfig>,
+        shutdown: Shutdown,
+    ) -> Result<(), Failure> {
         let Server { router, receiver } = self;
         let sd = shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { sd.wait().await })
-            .await
-            .context("the api listener failed")
-            .map_err(runtime)?;
+        let served = match tls {
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { sd.wait().await })
+                    .await
+            }
+            Some(cfg) => {
+                let tls = crate::tls::TlsListener::start(listener, cfg, shutdown.clone())
+                    .context("cannot start the tls listener")
+                    .map_err(runtime)?;
+                axum::serve(tls, router)
+                    .with_graceful_shutdown(async move { sd.wait().await })
+                    .await
+            }
+        };
+        served.context("the api listener failed").map_err(runtime)?;
         if let Some(r) = receiver {
             r.join().await;
         }

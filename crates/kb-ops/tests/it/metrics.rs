@@ -302,6 +302,32 @@ fn failure_rate_counts_the_last_hour() {
     ));
 }
 
+#[test]
+fn a_configured_failure_window_forgets_outcomes_older_than_it() {
+    let clock = ManualClock::new(T0);
+    let m = Metrics::with_clock("dev", clock.clock());
+    m.register_targets(&["c1"], &["allocation"]);
+    m.set_failure_window(Duration::from_secs(60));
+    let key = |m: &Metrics| {
+        let e = &m.snapshot().extraction[0];
+        (e.failures, e.total)
+    };
+    m.record_extraction("c1", "allocation", ExtractionOutcome::Failure);
+    m.record_extraction("c1", "allocation", ExtractionOutcome::Failure);
+    assert_eq!(key(&m), (2, 2));
+    clock.advance(30.0);
+    m.record_extraction("c1", "allocation", ExtractionOutcome::Success);
+    assert_eq!(key(&m), (2, 3));
+    clock.advance(31.0);
+    assert_eq!(key(&m), (0, 1), "the failures left the 60 s window");
+    clock.advance(30.0);
+    assert_eq!(key(&m), (0, 0));
+    // The counters are not windowed.
+    assert!(m.render().contains(
+        "kubecost_bridge_extraction_runs_total{cluster=\"c1\",endpoint=\"allocation\",outcome=\"failure\"} 2\n"
+    ));
+}
+
 #[tokio::test]
 async fn http_middleware_records_route_templates_and_metrics_is_served() {
     let m = Metrics::new("dev");

@@ -272,3 +272,108 @@ async fn chunked_oversized(base: &str, headers: &[(&str, &str)]) -> u16 {
     let text = String::from_utf8_lossy(&buf[..n]).to_string();
     text.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+/// Keeps every observed answer.
+#[derive(Default)]
+struct Observed(std::sync::Mutex<Vec<(Option<String>, kb_remote_write::RequestOutcome, u64)>>);
+
+impl kb_remote_write::RequestObserver for Observed {
+    fn observe(
+        &self,
+        source: Option<&str>,
+        outcome: kb_remote_write::RequestOutcome,
+        samples: u64,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((source.map(str::to_string), outcome, samples));
+    }
+}
+
+/// A sink that fails every batch from cluster-2 (the receiver answers 503).
+struct FailsForCluster2(std::sync::Arc<kb_remote_write::LiveCosts>);
+
+impl kb_remote_write::SampleSink for FailsForCluster2 {
+    fn write(
+        &self,
+        cluster: &str,
+        batch: &kb_remote_write::DecodedBatch,
+    ) -> Result<(), kb_remote_write::SinkError> {
+        if cluster == "cluster-2" {
+            return Err(kb_remote_write::SinkError::new("disk full"));
+        }
+        self.0.write(cluster, batch)
+    }
+}
+
+#[tokio::test]
+async fn every_answer_is_reported_to_the_observer_by_outcome() {
+    use kb_remote_write::RequestOutcome as O;
+    let observed = std::sync::Arc::new(Observed::default());
+    let shutdown = kb_pipeline::shutdown::Shutdown::new();
+    let receiver = kb_remote_write::Receiver::start_observed(
+        cfg(),
+        std::sync::Arc::new(FailsForCluster2(live())),
+        shutdown.clone(),
+        Some(observed.clone()),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = receiver.router();
+    let sd = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { sd.wait().await })
+            .await
+            .unwrap();
+    });
+    let t = NOW * 1000;
+    let h = rw_headers(0);
+    let good = as_refs(&h);
+    let mut wrong = good.clone();
+    wrong.retain(|(k, _)| *k != "Authorization");
+    wrong.push(("Authorization", "Basic Y29sbGVjdG9yOndyb25n"));
+    let h2 = rw_headers(1);
+    let path = "/api/v1/write";
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case<'_>> = vec![
+        (good.clone(), valid_body(t), 204),
+        (wrong, valid_body(t), 401),
+        (good.clone(), vec![0u8; 70 << 10], 413),
+        (good.clone(), b"not snappy".to_vec(), 400),
+        (as_refs(&h2), valid_body(t), 503),
+    ];
+    for (headers, body, want) in cases {
+        let r = post(&base, path, &headers, body).await;
+        assert_eq!(r.status().as_u16(), want);
+    }
+    let got = observed.0.lock().unwrap().clone();
+    let c1 = Some("cluster-1".to_string());
+    assert_eq!(
+        got,
+        vec![
+            (c1.clone(), O::Accepted, 2),
+            (None, O::Unauthorized, 0),
+            (c1.clone(), O::TooLarge, 0),
+            (c1, O::Rejected, 0),
+            (Some("cluster-2".to_string()), O::Error, 2),
+        ]
+    );
+    assert_eq!(
+        O::of(axum::http::StatusCode::TOO_MANY_REQUESTS, true),
+        O::Overloaded
+    );
+    assert_eq!(
+        O::of(axum::http::StatusCode::SERVICE_UNAVAILABLE, true),
+        O::Overloaded
+    );
+    assert_eq!(
+        O::of(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, false),
+        O::Rejected
+    );
+    shutdown.trigger();
+    server.await.unwrap();
+    receiver.join().await;
+}

@@ -19,9 +19,13 @@ mod deploy;
 mod e2e;
 mod faults;
 mod jwt;
+mod kube;
 mod mirror;
+mod prometheus;
 mod serve;
+mod shutdown;
 mod tidy;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -90,9 +94,13 @@ pub fn sim_config(clusters: usize, pods: usize) -> kb_sim::SimConfig {
 
 /// A config file for the simulator's clusters, with fast retries, in `dir`.
 pub fn write_config(dir: &Path, sim: &Sim, clusters: &[&str], extra: &str) -> PathBuf {
+    write_config_for(dir, &sim.url, clusters, extra)
+}
+
+/// [`write_config`] for a Kubecost at `url`.
+pub fn write_config_for(dir: &Path, url: &str, clusters: &[&str], extra: &str) -> PathBuf {
     let mut yaml = format!(
-        "kubecost:\n  endpoint: \"{}\"\n  apis:\n    allocation:\n      aggregate: [\"cluster\", \"namespace\", \"pod\"]\n    assets:\n      aggregate: []\nclusters:\n",
-        sim.url
+        "kubecost:\n  endpoint: \"{url}\"\n  apis:\n    allocation:\n      aggregate: [\"cluster\", \"namespace\", \"pod\"]\n    assets:\n      aggregate: []\nclusters:\n"
     );
     for c in clusters {
         yaml.push_str(&format!("  - name: {c}\n    kubecost_cluster_id: {c}\n"));
