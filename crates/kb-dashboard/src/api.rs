@@ -253,6 +253,7 @@ pub struct NamespaceRow {
     pub namespace: String,
     pub total_cost: f64,
     pub cpu_cost: f64,
+    pub gpu_cost: f64,
     pub memory_cost: f64,
     pub storage_cost: f64,
     pub network_cost: f64,

@@ -287,10 +287,19 @@ mod tests {
         let c = segs[2];
         assert_eq!((a.bucket, a.series), (0, 0));
         assert!((a.h - plot_h * 10.0 / 40.0).abs() < 1e-9);
-        assert!((a.y + a.h - bottom).abs() < 1e-9, "first segment sits on the axis");
+        assert!(
+            (a.y + a.h - bottom).abs() < 1e-9,
+            "first segment sits on the axis"
+        );
         assert!((b.h - plot_h * 30.0 / 40.0).abs() < 1e-9);
-        assert!((b.y + b.h - a.y).abs() < 1e-9, "second segment sits on the first");
-        assert!((b.y - MARGIN.2).abs() < 1e-9, "the tallest bar reaches the top");
+        assert!(
+            (b.y + b.h - a.y).abs() < 1e-9,
+            "second segment sits on the first"
+        );
+        assert!(
+            (b.y - MARGIN.2).abs() < 1e-9,
+            "the tallest bar reaches the top"
+        );
         assert!((c.h - plot_h / 2.0).abs() < 1e-9);
         assert!(c.x > a.x + a.w, "buckets do not overlap");
         assert!(c.x + c.w <= WIDTH - MARGIN.1 + 1e-9);

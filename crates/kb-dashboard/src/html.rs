@@ -241,7 +241,10 @@ pub fn page(title: &str, crumbs: &[Crumb], signed_in: bool, main: &str) -> Strin
     if signed_in {
         s.push_str(r#"<form class="logout" method="post" action="/logout"><button type="submit">Sign out</button></form>"#);
     }
-    let _ = write!(s, r#"</header><main id="main" tabindex="-1">{main}</main></body></html>"#);
+    let _ = write!(
+        s,
+        r#"</header><main id="main" tabindex="-1">{main}</main></body></html>"#
+    );
     s
 }
 
@@ -278,7 +281,10 @@ mod tests {
     fn urls() {
         assert_eq!(seg("a b/<c>"), "a%20b%2F%3Cc%3E");
         assert_eq!(seg("kube-system_1.x~"), "kube-system_1.x~");
-        assert_eq!(qs(&[("window", "7d"), ("q", "a&b"), ("x", "")]), "?window=7d&q=a%26b");
+        assert_eq!(
+            qs(&[("window", "7d"), ("q", "a&b"), ("x", "")]),
+            "?window=7d&q=a%26b"
+        );
         assert_eq!(qs(&[("q", "")]), "");
     }
 

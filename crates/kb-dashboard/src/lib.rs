@@ -165,10 +165,11 @@ pub(crate) struct PageQuery {
 }
 
 /// The namespace table's sortable columns (API `sort` values).
-pub(crate) const SORTS: [&str; 8] = [
+pub(crate) const SORTS: [&str; 9] = [
     "name",
     "total_cost",
     "cpu_cost",
+    "gpu_cost",
     "memory_cost",
     "storage_cost",
     "network_cost",
@@ -235,7 +236,12 @@ pub(crate) fn session_key(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
-        .and_then(|(_, v)| percent_decode_str(v).decode_utf8().ok().map(|s| s.into_owned()))
+        .and_then(|(_, v)| {
+            percent_decode_str(v)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
         .filter(|k| !k.is_empty() && k.len() <= 4096)
 }
 
@@ -250,9 +256,10 @@ fn https(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split([';', ',']).any(|p| {
-                p.trim()
-                    .split_once('=')
-                    .is_some_and(|(k, v)| k.eq_ignore_ascii_case("proto") && v.trim_matches('"').eq_ignore_ascii_case("https"))
+                p.trim().split_once('=').is_some_and(|(k, v)| {
+                    k.eq_ignore_ascii_case("proto")
+                        && v.trim_matches('"').eq_ignore_ascii_case("https")
+                })
             })
         });
     xfp || fwd
@@ -458,7 +465,12 @@ const BAD_KEY: &str = "That API key was not accepted. Check it and try again.";
 
 fn login_page(status: StatusCode, next: &str, error: Option<&str>) -> Response {
     let err = error
-        .map(|e| format!(r#"<p class="error" role="alert" id="login-error">{}</p>"#, esc(e)))
+        .map(|e| {
+            format!(
+                r#"<p class="error" role="alert" id="login-error">{}</p>"#,
+                esc(e)
+            )
+        })
         .unwrap_or_default();
     let described = if error.is_some() {
         r#" aria-describedby="login-error""#
@@ -479,7 +491,8 @@ async fn login_form(RawQuery(raw): RawQuery) -> Response {
         match k.as_ref() {
             "next" => next = safe_next(&v).to_string(),
             "error" if v == "expired" => {
-                error = Some("Your session has ended or its key is no longer valid. Sign in again.");
+                error =
+                    Some("Your session has ended or its key is no longer valid. Sign in again.");
             }
             _ => {}
         }
@@ -538,7 +551,10 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+            h.append(
+                *k,
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+            );
         }
         h
     }
@@ -562,7 +578,10 @@ mod tests {
         let o = Options::default();
         assert!(!secure(&o, &HeaderMap::new()));
         assert!(secure(&o, &headers(&[("x-forwarded-proto", "https")])));
-        assert!(secure(&o, &headers(&[("forwarded", "for=1.2.3.4;proto=https")])));
+        assert!(secure(
+            &o,
+            &headers(&[("forwarded", "for=1.2.3.4;proto=https")])
+        ));
         assert!(!secure(&o, &headers(&[("x-forwarded-proto", "http")])));
         let always = Options {
             secure_cookie: SecureCookie::Always,
@@ -578,7 +597,9 @@ mod tests {
 
     #[test]
     fn query_parsing_keeps_only_known_values() {
-        let q = parse_query(Some("window=30d&by=namespace&sort=cpu_cost&q=kube&page=3&x=1"));
+        let q = parse_query(Some(
+            "window=30d&by=namespace&sort=cpu_cost&q=kube&page=3&x=1",
+        ));
         assert_eq!(q.window, "30d");
         assert_eq!(q.by, "namespace");
         assert_eq!(q.sort, "cpu_cost");
@@ -598,7 +619,13 @@ mod tests {
         assert_eq!(without_token(Some("token=abc&window=30d")), "?window=30d");
         assert_eq!(without_token(Some("token=abc")), "");
         assert_eq!(safe_next("/clusters/a?window=7d"), "/clusters/a?window=7d");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil", ""] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "evil",
+            "",
+        ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
     }

@@ -70,16 +70,19 @@ fn range_text(r: &crate::api::Range) -> String {
 }
 
 fn kpi(s: &mut String, label: &str, value_html: &str) {
-    let _ = write!(s, r#"<div><dt>{}</dt><dd>{value_html}</dd></div>"#, esc(label));
+    let _ = write!(
+        s,
+        r#"<div><dt>{}</dt><dd>{value_html}</dd></div>"#,
+        esc(label)
+    );
 }
 
 fn freshness(secs: Option<i64>) -> String {
     match secs {
         None => r#"<span class="badge stale">never synced</span>"#.to_string(),
-        Some(s) if s > html::STALE_SECS => format!(
-            r#"<span class="badge stale">stale</span> {}"#,
-            esc(&age(s))
-        ),
+        Some(s) if s > html::STALE_SECS => {
+            format!(r#"<span class="badge stale">stale</span> {}"#, esc(&age(s)))
+        }
         Some(s) => esc(&age(s)),
     }
 }
@@ -87,7 +90,11 @@ fn freshness(secs: Option<i64>) -> String {
 // ---------------------------------------------------------------------------------------------
 // Overview.
 
-pub(crate) async fn overview(d: &Dash, key: Option<&str>, q: &PageQuery) -> Result<String, Failure> {
+pub(crate) async fn overview(
+    d: &Dash,
+    key: Option<&str>,
+    q: &PageQuery,
+) -> Result<String, Failure> {
     let w = q.window.as_str();
     let list: Clusters = d
         .api
@@ -147,7 +154,11 @@ pub(crate) async fn overview(d: &Dash, key: Option<&str>, q: &PageQuery) -> Resu
         ),
     );
     let rel = (prev > 0.0).then(|| (total - prev) / prev);
-    kpi(&mut s, "vs previous period", &html::trend(rel, total - prev, m));
+    kpi(
+        &mut s,
+        "vs previous period",
+        &html::trend(rel, total - prev, m),
+    );
     kpi(&mut s, "Clusters", &list.clusters.len().to_string());
     kpi(
         &mut s,
@@ -227,10 +238,14 @@ pub(crate) async fn cluster(
     let (detail, namespaces, opt, budgets, forecasts, alerts) = tokio::join!(
         d.api.get::<Cluster>(key, &path, &[("window", w)]),
         d.api.get::<Namespaces>(key, &ns_path, &ns_params),
-        d.api.get::<Optimization>(key, &format!("{path}/optimization"), &[]),
-        d.api.get::<Budgets>(key, &format!("{path}/budgets"), &[]),
         d.api
-            .get::<Forecasts>(key, &format!("{path}/forecast"), &[("dimension", "cluster")]),
+            .get::<Optimization>(key, &format!("{path}/optimization"), &[]),
+        d.api.get::<Budgets>(key, &format!("{path}/budgets"), &[]),
+        d.api.get::<Forecasts>(
+            key,
+            &format!("{path}/forecast"),
+            &[("dimension", "cluster")]
+        ),
         d.api.get::<Alerts>(key, &format!("{path}/alerts"), &[]),
     );
     let (detail, namespaces, opt, budgets, forecasts, alerts) =
@@ -298,7 +313,10 @@ pub(crate) async fn cluster(
     let href_by = |by: &str| {
         format!(
             "{base}{}#h-time",
-            qs(&[("window", w), ("by", if by == "namespace" { by } else { "" })])
+            qs(&[
+                ("window", w),
+                ("by", if by == "namespace" { by } else { "" })
+            ])
         )
     };
     let _ = write!(
@@ -340,7 +358,9 @@ pub(crate) async fn cluster(
                     .iter()
                     .map(|p| {
                         let r = p.costs.by_resource();
-                        used.iter().map(|i| r.get(*i).copied().unwrap_or(0.0)).collect()
+                        used.iter()
+                            .map(|i| r.get(*i).copied().unwrap_or(0.0))
+                            .collect()
                     })
                     .collect(),
             )
@@ -517,7 +537,12 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
             r##"<a href="{}#h-ns">Clear filter</a>"##,
             esc(&format!(
                 "{base}{}",
-                qs(&[("window", w), ("sort", &q.sort), ("order", &q.order), ("by", by)])
+                qs(&[
+                    ("window", w),
+                    ("sort", &q.sort),
+                    ("order", &q.order),
+                    ("by", by)
+                ])
             ))
         );
     }
@@ -538,11 +563,12 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         },
         esc(&m.fmt(ns.total_cost)),
     );
-    let cols: [(&str, &str, bool); 9] = [
+    let cols: [(&str, &str, bool); 10] = [
         ("name", "Namespace", false),
         ("total_cost", "Total", true),
         ("", "Share", true),
         ("cpu_cost", "CPU", true),
+        ("gpu_cost", "GPU", true),
         ("memory_cost", "Memory", true),
         ("storage_cost", "Storage", true),
         ("network_cost", "Network", true),
@@ -607,12 +633,13 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         };
         let _ = write!(
             s,
-            r#"<tr data-namespace="{}"><th scope="row">{name}</th><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr data-namespace="{}"><th scope="row">{name}</th><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(&r.namespace),
             r.total_cost,
             esc(&m.fmt(r.total_cost)),
             esc(&pct(r.share)),
             esc(&m.fmt(r.cpu_cost)),
+            esc(&m.fmt(r.gpu_cost)),
             esc(&m.fmt(r.memory_cost)),
             esc(&m.fmt(r.storage_cost)),
             esc(&m.fmt(r.network_cost)),
@@ -621,7 +648,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         );
     }
     if rows.is_empty() {
-        s.push_str(r#"<tr><td colspan="9">No namespace matches.</td></tr>"#);
+        s.push_str(r#"<tr><td colspan="10">No namespace matches.</td></tr>"#);
     }
     s.push_str("</tbody></table></div>");
     let pages = count.div_ceil(PAGE_ROWS).max(1);
@@ -708,12 +735,16 @@ fn recommendations(
                 esc(&r.namespace)
             )
         };
-        let workload = [r.controller_kind.as_str(), r.controller.as_str(), r.target.as_str()]
-            .iter()
-            .filter(|x| !x.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" / ");
+        let workload = [
+            r.controller_kind.as_str(),
+            r.controller.as_str(),
+            r.target.as_str(),
+        ]
+        .iter()
+        .filter(|x| !x.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" / ");
         let _ = write!(
             s,
             r#"<tr><td>{}</td><td>{ns}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
@@ -830,14 +861,19 @@ fn forecast_section(s: &mut String, f: &Forecasts, m: &Money) {
     }
     shown.sort_by_key(|x| x.horizon_days);
     if shown.is_empty() {
-        s.push_str("<p>No forecast yet (the aggregator makes them from a week of history).</p></section>");
+        s.push_str(
+            "<p>No forecast yet (the aggregator makes them from a week of history).</p></section>",
+        );
         return;
     }
     s.push_str(r#"<div class="table-wrap"><table class="data"><thead><tr><th scope="col">Horizon</th><th scope="col" class="num">Forecast</th><th scope="col">Likely range</th><th scope="col" class="num">Kubecost's prediction</th><th scope="col">Made at (UTC)</th></tr></thead><tbody>"#);
     for x in shown {
         let made = kb_core::window::parse_rfc3339(&x.made_at)
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map_or_else(|| x.made_at.clone(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+            .map_or_else(
+                || x.made_at.clone(),
+                |t| t.format("%Y-%m-%d %H:%M").to_string(),
+            );
         let _ = write!(
             s,
             r#"<tr><th scope="row">next {} days</th><td class="num">{}</td><td>{} – {}</td><td class="num">{}</td><td>{}</td></tr>"#,
@@ -845,7 +881,8 @@ fn forecast_section(s: &mut String, f: &Forecasts, m: &Money) {
             esc(&m.fmt(x.total)),
             esc(&m.fmt(x.lower)),
             esc(&m.fmt(x.upper)),
-            x.kubecost.map_or_else(|| "–".to_string(), |k| esc(&m.fmt(k))),
+            x.kubecost
+                .map_or_else(|| "–".to_string(), |k| esc(&m.fmt(k))),
             esc(&made)
         );
     }
@@ -875,7 +912,8 @@ pub(crate) async fn namespace(
                 ("limit", "1000")
             ],
         ),
-        d.api.get::<Optimization>(key, &format!("{path}/optimization"), &[]),
+        d.api
+            .get::<Optimization>(key, &format!("{path}/optimization"), &[]),
     );
     let (wl, opt) = (wl?, opt?);
     let m = &d.money;
@@ -908,7 +946,7 @@ pub(crate) async fn namespace(
     if wl.workloads.is_empty() {
         s.push_str("<p>No workload of this namespace ran in this range.</p>");
     } else {
-        s.push_str(r#"<div class="table-wrap"><table class="data" id="workloads"><caption class="sr">Workloads of the namespace, largest first; each lists its pods</caption><thead><tr><th scope="col">Workload</th><th scope="col">Kind</th><th scope="col" class="num">Total</th><th scope="col" class="num">CPU</th><th scope="col" class="num">Memory</th><th scope="col" class="num">Storage</th><th scope="col" class="num">Network</th><th scope="col" class="num">Efficiency</th><th scope="col">Pods</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="table-wrap"><table class="data" id="workloads"><caption class="sr">Workloads of the namespace, largest first; each lists its pods</caption><thead><tr><th scope="col">Workload</th><th scope="col">Kind</th><th scope="col" class="num">Total</th><th scope="col" class="num">CPU</th><th scope="col" class="num">GPU</th><th scope="col" class="num">Memory</th><th scope="col" class="num">Storage</th><th scope="col" class="num">Network</th><th scope="col" class="num">Efficiency</th><th scope="col">Pods</th></tr></thead><tbody>"#);
         for x in &wl.workloads {
             let name = if x.controller.is_empty() {
                 "(no controller)"
@@ -931,13 +969,14 @@ pub(crate) async fn namespace(
             pods_html.push_str("</ul></details>");
             let _ = write!(
                 s,
-                r#"<tr data-workload="{}"><th scope="row">{}</th><td>{}</td><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{pods_html}</td></tr>"#,
+                r#"<tr data-workload="{}"><th scope="row">{}</th><td>{}</td><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{pods_html}</td></tr>"#,
                 esc(&x.controller),
                 esc(name),
                 esc(&x.controller_kind),
                 x.costs.total_cost,
                 esc(&m.fmt(x.costs.total_cost)),
                 esc(&m.fmt(x.costs.cpu_cost)),
+                esc(&m.fmt(x.costs.gpu_cost)),
                 esc(&m.fmt(x.costs.memory_cost)),
                 esc(&m.fmt(x.costs.storage_cost)),
                 esc(&m.fmt(x.costs.network_cost)),

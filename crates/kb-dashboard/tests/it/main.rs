@@ -123,8 +123,10 @@ fn fixture() -> Fixture {
         Arc::new(|| NOW),
     )
     .unwrap();
-    let app = kb_api::router(state.clone())
-        .merge(kb_dashboard::router(state, kb_dashboard::Options::default()));
+    let app = kb_api::router(state.clone()).merge(kb_dashboard::router(
+        state,
+        kb_dashboard::Options::default(),
+    ));
     Fixture { app, _dir: dir }
 }
 
@@ -174,18 +176,32 @@ async fn get(app: &Router, uri: &str, cookie: Option<&str>, extra: &[(&str, &str
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    read(app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()).await
+    read(
+        app.clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn api_json(app: &Router, uri: &str) -> serde_json::Value {
-    let a = get(app, uri, None, &[("authorization", &format!("Bearer {TOKEN}"))]).await;
+    let a = get(
+        app,
+        uri,
+        None,
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
     assert_eq!(a.status, 200, "{uri}: {}", a.body);
     serde_json::from_str(&a.body).unwrap()
 }
 
 /// The number in `data-value="..."` right after `marker` in `body`.
 fn value_after(body: &str, marker: &str) -> f64 {
-    let at = body.find(marker).unwrap_or_else(|| panic!("{marker} not in page"));
+    let at = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in page"));
     let rest = &body[at..];
     let v = rest.split("data-value=\"").nth(1).unwrap();
     v[..v.find('"').unwrap()].parse().unwrap()
@@ -199,7 +215,10 @@ fn a_token_link_sets_an_http_only_strict_cookie_and_redirects_to_a_clean_url() {
         assert_eq!(a.status, StatusCode::SEE_OTHER);
         assert_eq!(a.header(header::LOCATION), "/?window=24h");
         let c = a.header(header::SET_COOKIE);
-        assert!(c.starts_with(&format!("kb_session={}", TOKEN.replace('-', "%2D"))), "{c}");
+        assert!(
+            c.starts_with(&format!("kb_session={}", TOKEN.replace('-', "%2D"))),
+            "{c}"
+        );
         for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
             assert!(c.split("; ").any(|p| p == attr), "{attr} missing: {c}");
         }
@@ -252,7 +271,13 @@ fn pages_without_a_session_redirect_to_sign_in_and_a_revoked_key_is_dropped() {
         assert_eq!(a.header(header::LOCATION), "/login?next=%2F&error=expired");
         assert!(a.header(header::SET_COOKIE).contains("Max-Age=0"));
 
-        let a = get(&f.app, "/login?next=%2Fclusters%2Fc1&error=expired", None, &[]).await;
+        let a = get(
+            &f.app,
+            "/login?next=%2Fclusters%2Fc1&error=expired",
+            None,
+            &[],
+        )
+        .await;
         assert_eq!(a.status, 200);
         assert!(a.body.contains(r#"name="next" value="/clusters/c1""#));
         assert!(a.body.contains("Sign in again"));
@@ -328,7 +353,10 @@ fn the_overview_shows_the_api_totals_with_no_store_and_a_strict_policy() {
         let a = get(&f.app, "/?window=24h", Some(&cookie()), &[]).await;
         assert_eq!(a.status, 200, "{}", a.body);
         assert_eq!(a.header(header::CACHE_CONTROL), "no-store");
-        assert!(a.header(header::CONTENT_SECURITY_POLICY).contains("script-src 'self'"));
+        assert!(
+            a.header(header::CONTENT_SECURITY_POLICY)
+                .contains("script-src 'self'")
+        );
         assert_eq!(a.header(header::CONTENT_TYPE), "text/html; charset=utf-8");
         let shown = value_after(&a.body, r#"<tr data-cluster="c1">"#);
         assert!((shown - api_total).abs() < 1e-9, "{shown} vs {api_total}");
@@ -340,7 +368,10 @@ fn the_overview_shows_the_api_totals_with_no_store_and_a_strict_policy() {
             a.body
         );
         assert!(a.body.contains(r#"href="/clusters/c1?window=24h""#));
-        assert!(a.body.contains(r#"<a href="/?window=24h" aria-current="page">24 h</a>"#));
+        assert!(
+            a.body
+                .contains(r#"<a href="/?window=24h" aria-current="page">24 h</a>"#)
+        );
     });
 }
 
@@ -458,11 +489,17 @@ fn a_namespace_shows_its_workloads_and_pods() {
         assert!(a.body.contains(r#"<tr data-workload="frontend">"#));
         assert!(a.body.contains("<summary>3 pods</summary>"));
         for p in 0..3 {
-            assert!(a.body.contains(&format!(r#"<span class="pod">frontend-{p}</span>"#)));
+            assert!(
+                a.body
+                    .contains(&format!(r#"<span class="pod">frontend-{p}</span>"#))
+            );
         }
         let total = value_after(&a.body, r#"id="namespace-total""#);
         assert!((total - 1.5 * 23.0).abs() < 1e-9, "{total}");
-        assert!(!a.body.contains("coredns"), "other namespaces are not listed");
+        assert!(
+            !a.body.contains("coredns"),
+            "other namespaces are not listed"
+        );
         assert!(a.body.contains("cpu 2 -&gt; 500m"));
     });
 }

@@ -14,6 +14,7 @@
 mod aggregate;
 mod alerts;
 mod cli;
+mod dashboard;
 mod deploy;
 mod e2e;
 mod faults;
