@@ -6,8 +6,6 @@
 //! (the browser's own tooltip, no script), and the pages put the same numbers in a table.
 //! Negative values (Kubecost's credits and adjustments) are drawn as 0; the tables show them.
 
-use std::fmt::Write as _;
-
 use crate::html::{Money, esc};
 
 /// Width and height of a stacked chart's view box (it scales to its container).
@@ -125,7 +123,7 @@ pub fn stacked_bars(
     let plot_h = HEIGHT - t - b;
     let mut s = String::with_capacity(4096 + segs.len() * 160);
     let total: f64 = values.iter().flatten().map(|v| v.max(0.0)).sum();
-    let _ = write!(
+    w!(
         s,
         r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{id}-t {id}-d" preserveAspectRatio="xMidYMid meet"><title id="{id}-t">{}</title><desc id="{id}-d">{} buckets, {} in all; the table below the chart lists every value.</desc>"#,
         esc(title),
@@ -136,7 +134,7 @@ pub fn stacked_bars(
     let mut v = 0.0;
     while v <= axis.max + axis.step * 1e-6 {
         let y = t + plot_h - v / axis.max * plot_h;
-        let _ = write!(
+        w!(
             s,
             r##"<line x1="{l}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#d0d7de" stroke-width="1"/><text x="{:.1}" y="{:.1}" text-anchor="end" class="axis">{}</text>"##,
             WIDTH - r,
@@ -150,7 +148,7 @@ pub fn stacked_bars(
         let name = series.get(g.series).map_or("", |d| d.name.as_str());
         let color = series.get(g.series).map_or("#888888", |d| d.color);
         let label = labels.get(g.bucket).map_or("", String::as_str);
-        let _ = write!(
+        w!(
             s,
             r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{color}"><title>{} · {}: {}</title></rect>"#,
             g.x,
@@ -169,7 +167,7 @@ pub fn stacked_bars(
         let slot = (WIDTH - l - r) / n as f64;
         for (i, lab) in labels.iter().enumerate().step_by(every) {
             let x = l + (i as f64 + 0.5) * slot;
-            let _ = write!(
+            w!(
                 s,
                 r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" class="axis">{}</text>"#,
                 HEIGHT - 8.0,
@@ -177,7 +175,7 @@ pub fn stacked_bars(
             );
         }
     }
-    let _ = write!(
+    w!(
         s,
         r##"<line x1="{l}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#57606a" stroke-width="1"/></svg>"##,
         WIDTH - r,
@@ -186,7 +184,7 @@ pub fn stacked_bars(
     );
     s.push_str(r#"<ul class="legend" aria-label="Legend">"#);
     for d in series {
-        let _ = write!(
+        w!(
             s,
             r#"<li><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="{}"/></svg>{}</li>"#,
             d.color,
@@ -235,7 +233,7 @@ pub fn sparkline(values: &[f64], label: &str) -> String {
     let pts = sparkline_points(values);
     let mut p = String::new();
     for (x, y) in &pts {
-        let _ = write!(p, "{x:.1},{y:.1} ");
+        w!(p, "{x:.1},{y:.1} ");
     }
     format!(
         r##"<svg class="spark" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{}"><polyline points="{}" fill="none" stroke="#4e79a7" stroke-width="1.5"/></svg>"##,

@@ -3,8 +3,6 @@
 //! Every value that comes from data or from the request goes through [`esc`] (text and
 //! attribute values alike) or, inside URLs, through [`seg`] / [`qs`] first.
 
-use std::fmt::Write as _;
-
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
@@ -202,7 +200,7 @@ pub fn range_picker(base: &str, current: &str, keep: &[(&str, &str)]) -> String 
         } else {
             ""
         };
-        let _ = write!(
+        w!(
             s,
             r#"<li><a href="{}{}"{cur}>{label}</a></li>"#,
             esc(base),
@@ -219,7 +217,7 @@ pub type Crumb = (String, Option<String>);
 /// The whole page: head, header with breadcrumbs and sign-out, the main content.
 pub fn page(title: &str, crumbs: &[Crumb], signed_in: bool, main: &str) -> String {
     let mut s = String::with_capacity(main.len() + 2048);
-    let _ = write!(
+    w!(
         s,
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · kubecost-bridge</title><link rel="stylesheet" href="/assets/dashboard.css"></head><body><a class="skip" href="#main">Skip to content</a><header class="top"><a class="brand" href="/">kubecost-bridge</a>"##,
         esc(title)
@@ -229,10 +227,10 @@ pub fn page(title: &str, crumbs: &[Crumb], signed_in: bool, main: &str) -> Strin
         for (label, href) in crumbs {
             match href {
                 Some(h) => {
-                    let _ = write!(s, r#"<li><a href="{}">{}</a></li>"#, esc(h), esc(label));
+                    w!(s, r#"<li><a href="{}">{}</a></li>"#, esc(h), esc(label));
                 }
                 None => {
-                    let _ = write!(s, r#"<li aria-current="page">{}</li>"#, esc(label));
+                    w!(s, r#"<li aria-current="page">{}</li>"#, esc(label));
                 }
             }
         }
@@ -241,7 +239,7 @@ pub fn page(title: &str, crumbs: &[Crumb], signed_in: bool, main: &str) -> Strin
     if signed_in {
         s.push_str(r#"<form class="logout" method="post" action="/logout"><button type="submit">Sign out</button></form>"#);
     }
-    let _ = write!(
+    w!(
         s,
         r#"</header><main id="main" tabindex="-1">{main}</main></body></html>"#
     );

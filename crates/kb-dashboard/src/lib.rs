@@ -29,6 +29,13 @@
 //! forms, details expand with `<details>`, so everything works from the keyboard. Responses
 //! carry `Cache-Control: no-store` and a content-security-policy that allows only `'self'`.
 
+/// Appends formatted text to a `String` (`write!` without a `fmt::Result` to ignore).
+macro_rules! w {
+    ($dst:expr, $($arg:tt)*) => {
+        $dst.push_str(&format!($($arg)*))
+    };
+}
+
 pub mod api;
 pub mod chart;
 pub mod html;

@@ -1,8 +1,6 @@
 //! The three pages: overview, cluster, namespace. Each reads what it shows through the API
 //! (concurrently where the reads are independent) and renders one HTML string.
 
-use std::fmt::Write as _;
-
 use tokio::task::JoinSet;
 
 use crate::api::{
@@ -70,7 +68,7 @@ fn range_text(r: &crate::api::Range) -> String {
 }
 
 fn kpi(s: &mut String, label: &str, value_html: &str) {
-    let _ = write!(
+    w!(
         s,
         r#"<div><dt>{}</dt><dd>{value_html}</dd></div>"#,
         esc(label)
@@ -137,7 +135,7 @@ pub(crate) async fn overview(
         .map(|(c, _)| c.trend.previous_total_cost)
         .sum();
     let mut s = String::with_capacity(16 * 1024);
-    let _ = write!(
+    w!(
         s,
         r#"<div class="head"><h1>All clusters</h1>{}</div><p class="range-text">{} · {}</p>"#,
         html::range_picker("/", w, &[]),
@@ -194,7 +192,7 @@ pub(crate) async fn overview(
             }
             None => (String::new(), String::new(), 0),
         };
-        let _ = write!(
+        w!(
             s,
             r#"<tr data-cluster="{cl}"><th scope="row"><a href="{href}">{cl}</a></th><td class="num total" data-value="{v}">{tot}</td><td>{trend}</td><td>{spark}</td><td class="num">{eff}</td><td>{fresh}</td><td class="num">{open}</td></tr>"#,
             cl = esc(&c.cluster),
@@ -261,7 +259,7 @@ pub(crate) async fn cluster(
     let mut s = String::with_capacity(64 * 1024);
     let keep: Vec<(&str, &str)> = vec![("by", if by_ns { "namespace" } else { "" })];
     let base = format!("/clusters/{}", seg(cluster));
-    let _ = write!(
+    w!(
         s,
         r#"<div class="head"><h1>{}</h1>{}</div><p class="range-text">{} · {}</p>"#,
         esc(cluster),
@@ -319,7 +317,7 @@ pub(crate) async fn cluster(
             ])
         )
     };
-    let _ = write!(
+    w!(
         s,
         r#"<section aria-labelledby="h-time"><div class="head"><h2 id="h-time">Cost over time, per {}</h2><nav class="toggle" aria-label="Stack the chart by"><ul><li><a href="{}"{}>By resource</a></li><li><a href="{}"{}>By namespace</a></li></ul></nav></div>"#,
         esc(&detail.granularity),
@@ -377,15 +375,15 @@ pub(crate) async fn cluster(
     // The same numbers as a table.
     s.push_str(r#"<details class="data-table"><summary>Chart data as a table</summary><div class="table-wrap"><table class="data"><thead><tr><th scope="col">Period</th>"#);
     for d in &series {
-        let _ = write!(s, r#"<th scope="col" class="num">{}</th>"#, esc(&d.name));
+        w!(s, r#"<th scope="col" class="num">{}</th>"#, esc(&d.name));
     }
     s.push_str(r#"<th scope="col" class="num">Total</th></tr></thead><tbody>"#);
     for (lab, vals) in labels.iter().zip(&values) {
-        let _ = write!(s, r#"<tr><th scope="row">{}</th>"#, esc(lab));
+        w!(s, r#"<tr><th scope="row">{}</th>"#, esc(lab));
         for v in vals {
-            let _ = write!(s, r#"<td class="num">{}</td>"#, esc(&m.fmt(*v)));
+            w!(s, r#"<td class="num">{}</td>"#, esc(&m.fmt(*v)));
         }
-        let _ = write!(
+        w!(
             s,
             r#"<td class="num">{}</td></tr>"#,
             esc(&m.fmt(vals.iter().sum()))
@@ -518,7 +516,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         )
     };
     let by = if q.by == "namespace" { "namespace" } else { "" };
-    let _ = write!(
+    w!(
         s,
         r#"<section aria-labelledby="h-ns"><h2 id="h-ns">Namespaces</h2><form class="filter" method="get" action="{}#h-ns" role="search"><label for="q">Filter namespaces</label><input id="q" name="q" type="search" value="{}" placeholder="name contains"><input type="hidden" name="window" value="{}"><input type="hidden" name="sort" value="{}"><input type="hidden" name="order" value="{}">"#,
         esc(&base),
@@ -528,11 +526,11 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         esc(&q.order),
     );
     if !by.is_empty() {
-        let _ = write!(s, r#"<input type="hidden" name="by" value="{by}">"#);
+        w!(s, r#"<input type="hidden" name="by" value="{by}">"#);
     }
     s.push_str(r#"<button type="submit">Filter</button>"#);
     if !q.q.is_empty() {
-        let _ = write!(
+        w!(
             s,
             r##"<a href="{}#h-ns">Clear filter</a>"##,
             esc(&format!(
@@ -553,7 +551,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
         (q.page - 1) * PAGE_ROWS + 1
     };
     let last = ((q.page - 1) * PAGE_ROWS + rows.len()).min(count);
-    let _ = write!(
+    w!(
         s,
         r#"<p class="count" id="ns-count" aria-live="polite">{}{first}–{last} of {count} namespaces, {} in all</p>"#,
         if q.q.is_empty() {
@@ -579,7 +577,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
     for (key, label, num) in cols {
         let cls = if num { r#" class="num""# } else { "" };
         if key.is_empty() {
-            let _ = write!(s, r#"<th scope="col"{cls}>{label}</th>"#);
+            w!(s, r#"<th scope="col"{cls}>{label}</th>"#);
             continue;
         }
         let current = q.sort == key;
@@ -614,7 +612,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
                 ("by", by)
             ])
         );
-        let _ = write!(
+        w!(
             s,
             r#"<th scope="col"{cls}{aria}><a href="{}">{label}{mark}</a></th>"#,
             esc(&href)
@@ -631,7 +629,7 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
                 esc(&r.namespace)
             )
         };
-        let _ = write!(
+        w!(
             s,
             r#"<tr data-namespace="{}"><th scope="row">{name}</th><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(&r.namespace),
@@ -669,15 +667,15 @@ fn namespace_table(s: &mut String, cluster: &str, q: &PageQuery, ns: &Namespaces
             )
         };
         if q.page > 1 {
-            let _ = write!(
+            w!(
                 s,
                 r#"<li><a href="{}" rel="prev">Previous</a></li>"#,
                 esc(&link(q.page - 1))
             );
         }
-        let _ = write!(s, "<li>Page {} of {pages}</li>", q.page.min(pages));
+        w!(s, "<li>Page {} of {pages}</li>", q.page.min(pages));
         if q.page < pages {
-            let _ = write!(
+            w!(
                 s,
                 r#"<li><a href="{}" rel="next">Next</a></li>"#,
                 esc(&link(q.page + 1))
@@ -712,7 +710,7 @@ fn recommendations(
         .filter(|r| only_ns.is_none_or(|n| r.namespace == n))
         .collect();
     let total: f64 = recs.iter().map(|r| r.estimated_monthly_savings).sum();
-    let _ = write!(
+    w!(
         s,
         r#"<section aria-labelledby="h-savings"><h2 id="h-savings">Optimisation</h2><p class="lead">{} recommendation{}, <strong id="savings-total">{}</strong> a month in estimated savings.</p>"#,
         recs.len(),
@@ -745,7 +743,7 @@ fn recommendations(
         .copied()
         .collect::<Vec<_>>()
         .join(" / ");
-        let _ = write!(
+        w!(
             s,
             r#"<tr><td>{}</td><td>{ns}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
             esc(kind_name(&r.kind)),
@@ -756,7 +754,7 @@ fn recommendations(
     }
     s.push_str("</tbody></table></div>");
     if recs.len() > SHOWN {
-        let _ = write!(
+        w!(
             s,
             r#"<p class="more">{} more, largest savings shown first (the API's <code>/optimization</code> lists all).</p>"#,
             recs.len() - SHOWN
@@ -783,7 +781,7 @@ fn anomalies(s: &mut String, detail: &Cluster, m: &Money) {
             start: a.start.clone(),
             end: a.end.clone(),
         });
-        let _ = write!(
+        w!(
             s,
             r#"<tr><td>{}</td><td><span class="badge {}">{}</span></td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(when.trim_end_matches(" UTC")),
@@ -797,7 +795,7 @@ fn anomalies(s: &mut String, detail: &Cluster, m: &Money) {
     }
     s.push_str("</tbody></table></div>");
     if detail.anomalies.len() > SHOWN {
-        let _ = write!(
+        w!(
             s,
             r#"<p class="more">{} more (newest shown first).</p>"#,
             detail.anomalies.len() - SHOWN
@@ -830,7 +828,7 @@ fn budgets_section(s: &mut String, b: &Budgets, m: &Money) {
             ),
             None => "–".to_string(),
         };
-        let _ = write!(
+        w!(
             s,
             r#"<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{used}</td></tr>"#,
             esc(&x.name),
@@ -874,7 +872,7 @@ fn forecast_section(s: &mut String, f: &Forecasts, m: &Money) {
                 || x.made_at.clone(),
                 |t| t.format("%Y-%m-%d %H:%M").to_string(),
             );
-        let _ = write!(
+        w!(
             s,
             r#"<tr><th scope="row">next {} days</th><td class="num">{}</td><td>{} – {}</td><td class="num">{}</td><td>{}</td></tr>"#,
             x.horizon_days,
@@ -920,7 +918,7 @@ pub(crate) async fn namespace(
     let pods: usize = wl.workloads.iter().map(|x| x.pods.len()).sum();
     let base = format!("/clusters/{}/namespaces/{}", seg(cluster), seg(namespace));
     let mut s = String::with_capacity(32 * 1024);
-    let _ = write!(
+    w!(
         s,
         r#"<div class="head"><h1><span class="sub">Namespace</span> {}</h1>{}</div><p class="range-text">{} · cluster <a href="{}">{}</a></p>"#,
         esc(namespace),
@@ -959,7 +957,7 @@ pub(crate) async fn namespace(
                 if x.pods.len() == 1 { "" } else { "s" }
             );
             for p in &x.pods {
-                let _ = write!(
+                w!(
                     pods_html,
                     r#"<li><span class="pod">{}</span> <span class="num">{}</span></li>"#,
                     esc(&p.pod),
@@ -967,7 +965,7 @@ pub(crate) async fn namespace(
                 );
             }
             pods_html.push_str("</ul></details>");
-            let _ = write!(
+            w!(
                 s,
                 r#"<tr data-workload="{}"><th scope="row">{}</th><td>{}</td><td class="num" data-value="{}">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{pods_html}</td></tr>"#,
                 esc(&x.controller),
@@ -985,7 +983,7 @@ pub(crate) async fn namespace(
         }
         s.push_str("</tbody></table></div>");
         if wl.count as usize > wl.workloads.len() {
-            let _ = write!(
+            w!(
                 s,
                 r#"<p class="more">The {} largest of {} workloads.</p>"#,
                 wl.workloads.len(),
