@@ -356,6 +356,8 @@ struct RawApi {
     cache_ttl: Option<String>,
     request_timeout: Option<String>,
     currency: Option<String>,
+    /// `auto`, `always` or `never`: the dashboard session cookie's `Secure` attribute.
+    dashboard_secure_cookie: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +526,9 @@ pub(crate) struct ApiSettings {
     pub currency: String,
     /// A bootstrap admin token set by the demo; `run` reads `KUBECOST_BRIDGE_ADMIN_TOKEN`.
     pub bootstrap_token: Option<String>,
+    /// When the dashboard's session cookie is `Secure` (`auto`: when the request came over
+    /// https, as a TLS proxy's `X-Forwarded-Proto` or `Forwarded` header says).
+    pub dashboard_secure_cookie: kb_dashboard::SecureCookie,
 }
 
 /// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
@@ -1378,6 +1383,18 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
         ),
         currency: raw.currency.clone().unwrap_or_else(|| "USD".into()),
         bootstrap_token: None,
+        dashboard_secure_cookie: match raw.dashboard_secure_cookie.as_deref() {
+            None | Some("auto") => kb_dashboard::SecureCookie::Auto,
+            Some("always") => kb_dashboard::SecureCookie::Always,
+            Some("never") => kb_dashboard::SecureCookie::Never,
+            Some(_) => {
+                problems.push(ConfigProblem {
+                    path: "api.dashboard_secure_cookie".into(),
+                    reason: "expected auto, always or never".into(),
+                });
+                kb_dashboard::SecureCookie::Auto
+            }
+        },
     }
 }
 
@@ -1931,6 +1948,29 @@ bogus: 1
     }
 
     #[test]
+    fn the_dashboard_cookie_setting_parses() {
+        use kb_dashboard::SecureCookie;
+        for (v, want) in [
+            ("auto", SecureCookie::Auto),
+            ("always", SecureCookie::Always),
+            ("never", SecureCookie::Never),
+        ] {
+            let yaml = format!("api:\n  dashboard_secure_cookie: {v}\n");
+            let c = Config::from_yaml(&yaml, &BTreeMap::new()).unwrap();
+            assert_eq!(c.api.dashboard_secure_cookie, want, "{v}");
+        }
+        let c = Config::from_yaml("api:\n  listen: 127.0.0.1:1\n", &BTreeMap::new()).unwrap();
+        assert_eq!(c.api.dashboard_secure_cookie, SecureCookie::Auto);
+        let e = Config::from_yaml(
+            "api:\n  dashboard_secure_cookie: sometimes\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].path, "api.dashboard_secure_cookie", "{e}");
+        assert!(e.0[0].reason.contains("auto, always or never"), "{e}");
+    }
+
+    #[test]
     fn pod_aggregates_ask_for_controller_and_node() {
         let seed = vec!["cluster".to_string(), "namespace".into(), "pod".into()];
         let eff = effective_aggregate(&seed);
@@ -1951,5 +1991,9 @@ mod example {
         assert_eq!(c.clusters.len(), 1);
         assert_eq!(c.clusters[0].name, "prod-eu");
         assert_eq!(c.extract.max_concurrency, 2);
+        assert_eq!(
+            c.api.dashboard_secure_cookie,
+            kb_dashboard::SecureCookie::Auto
+        );
     }
 }

@@ -151,10 +151,11 @@ pub(crate) fn build(
             live: realtime.live.clone(),
         }),
     );
-    router = router.merge(kb_dashboard::router(
-        api.clone(),
-        kb_dashboard::Options::default(),
-    ));
+    let dashboard = kb_dashboard::Options {
+        secure_cookie: cfg.api.dashboard_secure_cookie,
+        ..kb_dashboard::Options::default()
+    };
+    router = router.merge(kb_dashboard::router(api.clone(), dashboard));
     router = router.merge(kb_api::router(api));
     router = router.merge(kb_ops::metrics::metrics_router(metrics.clone()));
     let router = kb_ops::metrics::track_http(router, metrics);
