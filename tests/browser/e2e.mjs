@@ -4,6 +4,7 @@
 //
 // BASE_URL is the bridge (for example http://127.0.0.1:18080), TOKEN an API key it accepts.
 // Checks, in order:
+//   0. a page opened without a session redirects to the sign-in form;
 //   1. opening /?token=TOKEN signs in: the kb_session cookie is HttpOnly and SameSite=Strict,
 //      scripts cannot read it, and the browser ends on the same URL without the token;
 //   2. the overview's total for CLUSTER (default cluster-1) is the API's total_cost for the
@@ -11,7 +12,7 @@
 //   3. the keyboard reaches the cluster's link with Tab and opens it with Enter;
 //   4. the cluster page stacks cost by namespace when asked;
 //   5. clicking a namespace in the table shows its workloads (the API's count for it);
-// and saves overview.png, cluster.png, cluster-by-namespace.png and namespace.png in
+// and saves login.png, overview.png, cluster.png, cluster-by-namespace.png and namespace.png in
 // SCREENSHOT_DIR. Prints "RESULT ok" and exits 0 on success; prints the failed check and
 // exits 1 otherwise. Chromium is Debian's package (/usr/bin/chromium, or $CHROMIUM).
 import { chromium } from 'playwright-core';
@@ -61,6 +62,12 @@ try {
   });
   context.setDefaultTimeout(30_000);
   const page = context.pages()[0] ?? (await context.newPage());
+
+  // 0. Without a session a page sends to the sign-in form, which keeps where to go next.
+  await page.goto(`${base}/clusters/${cluster}?window=${WINDOW}`);
+  check(new URL(page.url()).pathname === '/login', 'a page without a session redirects to /login');
+  check((await page.locator('form[action="/login"] input[type=password]').count()) === 1, 'the sign-in form asks for the key');
+  await page.screenshot({ path: join(shots, 'login.png'), fullPage: true });
 
   // 1. Sign in with the token link.
   await page.goto(`${base}/?token=${encodeURIComponent(token)}&window=${WINDOW}`);

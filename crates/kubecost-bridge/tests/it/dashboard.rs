@@ -148,6 +148,7 @@ fn the_dashboard_in_headless_chromium_shows_the_api_totals_and_drills_down_to_wo
         out.status
     );
     for name in [
+        "login.png",
         "overview.png",
         "cluster.png",
         "cluster-by-namespace.png",
