@@ -398,6 +398,8 @@ struct RawApi {
     request_timeout: Option<String>,
     currency: Option<String>,
     tls: Option<RawApiTls>,
+    /// `auto`, `always` or `never`: the dashboard session cookie's `Secure` attribute.
+    dashboard_secure_cookie: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -628,6 +630,9 @@ pub(crate) struct ApiSettings {
     pub jwt: Option<JwtSettings>,
     /// Serve HTTPS with this certificate and key (`api.tls`); plain HTTP when absent.
     pub tls: Option<TlsFiles>,
+    /// When the dashboard's session cookie is `Secure` (`auto`: when the request came over
+    /// https, as a TLS proxy's `X-Forwarded-Proto` or `Forwarded` header says).
+    pub dashboard_secure_cookie: kb_dashboard::SecureCookie,
 }
 
 /// Where the JWT signing keys (a JWKS document) come from.
@@ -1704,6 +1709,18 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
             "api.tls",
             problems,
         ),
+        dashboard_secure_cookie: match raw.dashboard_secure_cookie.as_deref() {
+            None | Some("auto") => kb_dashboard::SecureCookie::Auto,
+            Some("always") => kb_dashboard::SecureCookie::Always,
+            Some("never") => kb_dashboard::SecureCookie::Never,
+            Some(_) => {
+                problems.push(ConfigProblem {
+                    path: "api.dashboard_secure_cookie".into(),
+                    reason: "expected auto, always or never".into(),
+                });
+                kb_dashboard::SecureCookie::Auto
+            }
+        },
     }
 }
 
@@ -2493,6 +2510,29 @@ bogus: 1
     }
 
     #[test]
+    fn the_dashboard_cookie_setting_parses() {
+        use kb_dashboard::SecureCookie;
+        for (v, want) in [
+            ("auto", SecureCookie::Auto),
+            ("always", SecureCookie::Always),
+            ("never", SecureCookie::Never),
+        ] {
+            let yaml = format!("api:\n  dashboard_secure_cookie: {v}\n");
+            let c = Config::from_yaml(&yaml, &BTreeMap::new()).unwrap();
+            assert_eq!(c.api.dashboard_secure_cookie, want, "{v}");
+        }
+        let c = Config::from_yaml("api:\n  listen: 127.0.0.1:1\n", &BTreeMap::new()).unwrap();
+        assert_eq!(c.api.dashboard_secure_cookie, SecureCookie::Auto);
+        let e = Config::from_yaml(
+            "api:\n  dashboard_secure_cookie: sometimes\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].path, "api.dashboard_secure_cookie", "{e}");
+        assert!(e.0[0].reason.contains("auto, always or never"), "{e}");
+    }
+
+    #[test]
     fn pod_aggregates_ask_for_controller_and_node() {
         let seed = vec!["cluster".to_string(), "namespace".into(), "pod".into()];
         let eff = effective_aggregate(&seed);
@@ -2526,6 +2566,10 @@ mod example {
         assert_eq!(c.aggregation.observe, Duration::from_secs(7 * 86_400));
         assert_eq!(c.aggregation.optimization.spot_discount, 0.6);
         assert_eq!(c.shutdown_deadline, DEFAULT_SHUTDOWN_DEADLINE);
+        assert_eq!(
+            c.api.dashboard_secure_cookie,
+            kb_dashboard::SecureCookie::Auto
+        );
         assert_eq!(
             c.alerts.rules.extraction_failure_window,
             Duration::from_secs(3600)

@@ -4,8 +4,9 @@
 //! The demo starts the simulator on a loopback port, extracts the last `--days` days for every
 //! simulated cluster (hourly within Kubecost's 49 h hourly retention, daily before it, exactly as
 //! `run` would), syncs assets, budgets and savings, aggregates, and prints what it stored and
-//! where. It then serves the bridge on `--listen` (health, the REST API, real-time costs from
-//! scrapes of the simulator's `/metrics`) until Ctrl-C; `--once` exits after the summary.
+//! where. It then serves the bridge on `--listen` (health, the REST API, the dashboard,
+//! real-time costs from scrapes of the simulator's `/metrics`) until Ctrl-C; `--once` exits
+//! after the summary. The dashboard's sign-in link is printed with the other commands.
 
 #![allow(clippy::print_stdout, reason = "the demo reports to the terminal")]
 
@@ -224,6 +225,9 @@ pub(crate) async fn run(args: DemoArgs, shutdown: Shutdown) -> Result<(), Failur
     );
     println!(
         "  curl http://{api_addr}/metrics   (the bridge's own metrics; /healthz and /readyz for probes)"
+    );
+    println!(
+        "  dashboard: http://{api_addr}/?token={token}   (signs this browser in, then shows the overview)"
     );
 
     if !args.once {

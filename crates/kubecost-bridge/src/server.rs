@@ -9,6 +9,8 @@
 //! - `/api/v1/...`: the REST API (`kb_api`), reading the embedded store, with API keys from
 //!   `api.auth` and the bootstrap admin token from `KUBECOST_BRIDGE_ADMIN_TOKEN`; answers are
 //!   cached for `api.cache_ttl` (60 s), so new data shows within that.
+//! - `/`, `/clusters/...`, `/login`: the web dashboard (`kb_dashboard`), reading through the
+//!   same API with the key kept in its session cookie.
 //!
 //! Alerts are evaluated in-process every `alerts.interval` with their states in the store.
 //!
@@ -157,6 +159,11 @@ pub(crate) fn build(
             live: realtime.live.clone(),
         }),
     );
+    let dashboard = kb_dashboard::Options {
+        secure_cookie: cfg.api.dashboard_secure_cookie,
+        ..kb_dashboard::Options::default()
+    };
+    router = router.merge(kb_dashboard::router(api.clone(), dashboard));
     router = router.merge(kb_api::router(api));
     router = router.merge(kb_ops::metrics::metrics_router(metrics.clone()));
     let router = kb_ops::metrics::track_http(router, metrics);

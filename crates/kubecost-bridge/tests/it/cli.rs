@@ -87,7 +87,8 @@ fn demo_extracts_every_cluster_and_says_where_the_data_is() {
                 "20",
                 "--data-dir",
             ])
-            .arg(&data),
+            .arg(&data)
+            .env_remove("KUBECOST_BRIDGE_ADMIN_TOKEN"),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -95,6 +96,21 @@ fn demo_extracts_every_cluster_and_says_where_the_data_is() {
         "{text}"
     );
     assert!(text.contains("stored"), "{text}");
+    // Without KUBECOST_BRIDGE_ADMIN_TOKEN the demo makes a key and prints the dashboard's
+    // sign-in link with it, the same key as in the curl lines.
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dashboard: http://"))
+        .unwrap_or_else(|| panic!("no dashboard link in:\n{text}"));
+    let key = link
+        .split_once("/?token=")
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap())
+        .unwrap();
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
+    assert!(text.contains(&format!("Authorization: Bearer {key}")));
     let store = kb_store::SqliteStore::open(&data.join("kubecost-bridge.db")).unwrap();
     let cps = store
         .checkpoints("cluster-2", kb_pipeline::ports::Endpoint::Allocation)

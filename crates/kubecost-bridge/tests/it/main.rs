@@ -15,6 +15,7 @@ mod advice;
 mod aggregate;
 mod alerts;
 mod cli;
+mod dashboard;
 mod deploy;
 mod e2e;
 mod faults;
