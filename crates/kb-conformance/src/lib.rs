@@ -26,6 +26,9 @@
 //! crate-level `allow` of `clippy::panic`, `clippy::unwrap_used` and `clippy::expect_used`.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod insights;
+pub mod tls;
+
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, TimeZone, Utc};
