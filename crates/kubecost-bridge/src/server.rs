@@ -158,6 +158,7 @@ pub(crate) fn build(
         cfg.aggregation.rules.version,
         cfg.realtime.persist_interval,
         shutdown.clone(),
+        crate::app::influx_config(cfg)?,
     ));
     Ok(Server { router, receiver })
 }
@@ -253,7 +254,7 @@ async fn realtime_handler(
     resp
 }
 
-/// The API's state over the embedded store.
+/// The API's state over the store `api.query_store` names (the embedded store by default).
 fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState, Failure> {
     use crate::config::KeySource;
     let a = &cfg.api;
@@ -303,20 +304,31 @@ fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState,
                 .map_err(runtime)?
         }
     };
-    let mut state = kb_api::ApiState::new(
-        store.clone() as Arc<dyn kb_pipeline::ports::CostReader>,
-        store.clone() as Arc<dyn kb_pipeline::insights::InsightReader>,
-        &auth,
-        audit,
-        kb_api::system_clock(),
-    )
-    .context("invalid api.auth")
-    .map_err(Failure::Usage)?
-    .with_limits(kb_api::Limits {
-        request_timeout: a.request_timeout,
-        cache_ttl: a.cache_ttl,
-        ..kb_api::Limits::default()
-    });
+    // `api.query_store`: the embedded store, or the ClickHouse mirror (which the mirror
+    // worker fills with the same windows, summaries, anomalies, forecasts and lists).
+    let (costs, insights): (
+        Arc<dyn kb_pipeline::ports::CostReader>,
+        Arc<dyn kb_pipeline::insights::InsightReader>,
+    ) = match a.query_store {
+        crate::config::QueryStore::Sqlite => (store.clone(), store.clone()),
+        crate::config::QueryStore::Clickhouse => {
+            let ch = Arc::new(
+                kb_clickhouse::ClickHouseStore::open(&crate::app::clickhouse_config(cfg)?)
+                    .context("cannot open ClickHouse, the api.query_store")
+                    .map_err(runtime)?,
+            );
+            tracing::info!(database = %cfg.clickhouse_settings.database, "the API reads ClickHouse");
+            (ch.clone(), ch)
+        }
+    };
+    let mut state = kb_api::ApiState::new(costs, insights, &auth, audit, kb_api::system_clock())
+        .context("invalid api.auth")
+        .map_err(Failure::Usage)?
+        .with_limits(kb_api::Limits {
+            request_timeout: a.request_timeout,
+            cache_ttl: a.cache_ttl,
+            ..kb_api::Limits::default()
+        });
     state.currency.clone_from(&a.currency);
     Ok(state)
 }

@@ -17,7 +17,9 @@ mod cli;
 mod deploy;
 mod e2e;
 mod faults;
+mod live;
 mod mirror;
+mod query_store;
 mod serve;
 mod tidy;
 
