@@ -283,7 +283,14 @@ pub fn insights_roundtrip<S: InsightStore + InsightReader>(store: &S) -> Check {
         )
         .map_err(store_err("put realtime"))?;
     store
-        .put_summaries(c, G::Hour, next, Source::Realtime, 3, &[rt_next.clone()])
+        .put_summaries(
+            c,
+            G::Hour,
+            next,
+            Source::Realtime,
+            3,
+            std::slice::from_ref(&rt_next),
+        )
         .map_err(store_err("put realtime"))?;
     let both = Window::new(day.start, next.end).unwrap();
     let got = store
@@ -401,7 +408,7 @@ pub fn insights_roundtrip<S: InsightStore + InsightReader>(store: &S) -> Check {
         .cloned()
         .collect();
     want.extend(replacement.clone());
-    want.sort_by(|x, y| y.start.cmp(&x.start));
+    want.sort_by_key(|x| std::cmp::Reverse(x.start));
     ensure(got == want, || {
         format!("replaced anomalies:\n got {got:?}\nwant {want:?}")
     })?;

@@ -278,7 +278,7 @@ pub(crate) async fn mirror_once(cfg: &Config, store: &Arc<SqliteStore>) -> Resul
         let name = m.name;
         let r = tokio::task::spawn_blocking(move || {
             let st = (m.open)()?;
-            crate::mirror::catch_up(&store, &st, &clusters, &Shutdown::new())
+            crate::mirror::catch_up(&store, &st, &clusters, &Shutdown::new(), None)
         })
         .await
         .map_err(runtime)?;

@@ -353,6 +353,7 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                 r.anomalies,
                 r.forecasts
             );
+            app::mirror_once(&cfg, &store).await?;
             Ok(())
         }
         Command::Backfill {

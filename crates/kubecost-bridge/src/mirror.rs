@@ -14,6 +14,12 @@
 //! versions each window write), so a window copied twice is counted once. The number of
 //! windows a mirror lacks is its spool depth, logged by every catch-up.
 //!
+//! For ClickHouse, which can serve the API (`api.query_store: clickhouse`), each catch-up
+//! then copies the aggregator's results and Kubecost's lists ([`sync_insights`]): units whose
+//! fingerprint over SQLite's rows differs from the mark left in ClickHouse by the last copy.
+//! Why here and not a second store behind the aggregator: the aggregator then never waits on
+//! ClickHouse, and a ClickHouse outage is covered by the same catch-up as the windows.
+//!
 //! Not covered: a window re-extracted while the mirror is down keeps its older copy in the
 //! mirror until it is extracted again (the catch-up copies missing windows, not changed ones).
 
@@ -35,6 +41,12 @@ use tokio::sync::mpsc;
 
 /// Rows per write to a mirror.
 const BATCH: usize = 10_000;
+/// How far back a routine catch-up compares insight units (the scheduled aggregator rewrites
+/// the last `aggregation.lookback`, 2 days by default; month rollups start earlier and are
+/// compared from the start of the month this reaches into).
+const RECENT: Duration = Duration::from_secs(4 * 86_400);
+/// How often a catch-up compares every insight unit (history aggregated again by hand).
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// What a mirror writes to: its `CostStore`, and for ClickHouse (which can serve the API) the
 /// same store for the aggregator's results and Kubecost's lists.
@@ -85,11 +97,14 @@ pub(crate) fn copy_window(
 /// Copies every allocation window `primary` holds and the mirror lacks, then (for a mirror
 /// that serves the API) the insights and lists that differ; returns (windows copied, windows
 /// still missing, rows copied).
+///
+/// `since` limits the insight comparison to units starting at or after it (`None`: all).
 pub(crate) fn catch_up(
     primary: &SqliteStore,
     target: &Target,
     clusters: &[String],
     shutdown: &Shutdown,
+    since: Option<i64>,
 ) -> Result<(u64, u64, u64), StoreError> {
     let (copied, missing, rows) =
         catch_up_windows(primary, target.cost.as_ref(), clusters, shutdown)?;
@@ -97,7 +112,7 @@ pub(crate) fn catch_up(
     if let Some(ch) = &target.insights
         && !shutdown.is_triggered()
     {
-        rows += sync_insights(primary, ch, clusters, shutdown)?;
+        rows += sync_insights(primary, ch, clusters, shutdown, since)?;
     }
     Ok((copied, missing, rows))
 }
@@ -152,6 +167,9 @@ pub(crate) async fn run(
 ) {
     let mut store: Option<Target> = None;
     let mut next_catch_up = tokio::time::Instant::now();
+    // The insights are compared in full on the first catch-up and every FULL_SCAN_EVERY;
+    // in between, only the recent units the scheduled aggregator rewrites.
+    let mut next_full = tokio::time::Instant::now();
     loop {
         let cp = tokio::select! {
             _ = shutdown.wait() => break,
@@ -161,6 +179,8 @@ pub(crate) async fn run(
                 None => break,
             },
         };
+        let full = cp.is_none() && tokio::time::Instant::now() >= next_full;
+        let since = (!full).then(|| chrono::Utc::now().timestamp() - RECENT.as_secs() as i64);
         let (p, mm, cl, sd, st) = (
             primary.clone(),
             m.clone(),
@@ -176,7 +196,7 @@ pub(crate) async fn run(
             let r = match cp {
                 // A window committed while the mirror is not open yet waits for the catch-up.
                 Some(cp) => copy_window(&p, st.cost.as_ref(), &cp).map(|rows| (None, rows)),
-                None => catch_up(&p, &st, &cl, &sd)
+                None => catch_up(&p, &st, &cl, &sd, since)
                     .map(|(copied, missing, rows)| (Some((copied, missing)), rows)),
             };
             Ok::<_, StoreError>((st, r))
@@ -191,6 +211,9 @@ pub(crate) async fn run(
                 match r {
                     Ok((Some((copied, missing)), _)) => {
                         next_catch_up = tokio::time::Instant::now() + every;
+                        if full {
+                            next_full = tokio::time::Instant::now() + FULL_SCAN_EVERY;
+                        }
                         if let Some(metrics) = &metrics {
                             // Windows the mirror still lacks: its spool depth (bytes live in
                             // SQLite, so none are counted here).
@@ -278,14 +301,15 @@ fn unit_of(g: Granularity, bucket_start: i64) -> Window {
     }
 }
 
-/// Units whose fingerprint differs from the mirror's mark, plus units the mirror has marked
-/// that the embedded store no longer holds (they are written empty).
+/// Units from `from` on whose fingerprint differs from the mirror's mark, plus units the
+/// mirror has marked that the embedded store no longer holds (they are written empty).
 fn changed<T>(
     ours: &BTreeMap<i64, (u64, T)>,
     marks: &[(i64, u64)],
     empty: u64,
+    from: i64,
 ) -> (Vec<i64>, Vec<i64>) {
-    let marked: BTreeMap<i64, u64> = marks.iter().copied().collect();
+    let marked: BTreeMap<i64, u64> = marks.iter().copied().filter(|(u, _)| *u >= from).collect();
     let changed = ours
         .iter()
         .filter(|(u, (fp, _))| marked.get(u) != Some(fp))
@@ -309,6 +333,7 @@ pub(crate) fn sync_insights(
     ch: &ClickHouseStore,
     clusters: &[String],
     shutdown: &Shutdown,
+    since: Option<i64>,
 ) -> Result<u64, StoreError> {
     let empty = fingerprint(|_| {});
     let mut rows = 0u64;
@@ -317,13 +342,18 @@ pub(crate) fn sync_insights(
             if shutdown.is_triggered() {
                 return Ok(rows);
             }
+            // The first unit compared: the unit `since` falls in (the whole axis for `None`).
+            let from = since.map_or(ALL_TIME.start, |t| unit_of(g, t).start);
             let mut units: BTreeMap<i64, (u64, Vec<StoredSummary>)> = BTreeMap::new();
             for dimension in Dimension::ALL {
                 for s in primary.summaries(&SummaryQuery {
                     cluster: Some(cluster.clone()),
                     dimension,
                     granularity: g,
-                    range: ALL_TIME,
+                    range: Window {
+                        start: from,
+                        end: ALL_TIME.end,
+                    },
                     namespace: None,
                     name: None,
                 })? {
@@ -338,7 +368,7 @@ pub(crate) fn sync_insights(
                 *fp = fingerprint(|h| list.iter().for_each(|s| hash_summary(h, s)));
             }
             let kind = format!("summaries:{}", g.as_str());
-            let (todo, gone) = changed(&units, &ch.mirror_marks(cluster, &kind)?, empty);
+            let (todo, gone) = changed(&units, &ch.mirror_marks(cluster, &kind)?, empty, from);
             let mut marks = Vec::new();
             for unit in todo.iter().chain(&gone) {
                 let range = unit_of(g, *unit);
@@ -357,14 +387,22 @@ pub(crate) fn sync_insights(
             ch.set_mirror_marks(cluster, &kind, &marks)?;
         }
 
+        let from = since.map_or(ALL_TIME.start, |t| floor_to(t, DAY));
         let mut units: BTreeMap<i64, (u64, Vec<kb_analytics::anomaly::Anomaly>)> = BTreeMap::new();
-        for a in primary.anomalies(Some(cluster), ALL_TIME)? {
-            units.entry(floor_to(a.start, DAY)).or_default().1.push(a);
+        let range = Window {
+            start: from,
+            end: ALL_TIME.end,
+        };
+        for a in primary.anomalies(Some(cluster), range)? {
+            // Overlapping anomalies that start before `from` belong to units not compared.
+            if a.start >= from {
+                units.entry(floor_to(a.start, DAY)).or_default().1.push(a);
+            }
         }
         for (fp, list) in units.values_mut() {
             *fp = fingerprint(|h| format!("{list:?}").hash(h));
         }
-        let (todo, gone) = changed(&units, &ch.mirror_marks(cluster, "anomalies")?, empty);
+        let (todo, gone) = changed(&units, &ch.mirror_marks(cluster, "anomalies")?, empty, from);
         let mut marks = Vec::new();
         for unit in todo.iter().chain(&gone) {
             let list = units
@@ -422,4 +460,38 @@ fn copy_list<T: std::fmt::Debug>(
     put()?;
     ch.set_mirror_marks(cluster, kind, &[(0, fp)])?;
     Ok(list.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_are_days_or_months_and_changes_are_found_from_the_horizon() {
+        // 2024-03-15T10:00:00Z
+        let t = 1_710_496_800;
+        assert_eq!(unit_of(Granularity::Hour, t).start, 1_710_460_800);
+        assert_eq!(unit_of(Granularity::Day, t), unit_of(Granularity::Hour, t));
+        let m = unit_of(Granularity::Month, t);
+        assert_eq!(m.start, 1_709_251_200, "2024-03-01");
+        let empty = fingerprint(|_| {});
+        let mut ours: BTreeMap<i64, (u64, ())> = BTreeMap::new();
+        ours.insert(DAY, (1, ()));
+        ours.insert(2 * DAY, (2, ()));
+        // Day 1 unchanged, day 2 changed, day 3 gone, day 4 marked empty, day 0 before `from`.
+        let marks = [
+            (0, 9),
+            (DAY, 1),
+            (2 * DAY, 7),
+            (3 * DAY, 5),
+            (4 * DAY, empty),
+        ];
+        let (todo, gone) = changed(&ours, &marks, empty, DAY);
+        assert_eq!(todo, vec![2 * DAY]);
+        assert_eq!(gone, vec![3 * DAY]);
+        let (todo, gone) = changed(&ours, &marks, empty, ALL_TIME.start);
+        assert_eq!(todo, vec![2 * DAY]);
+        assert_eq!(gone, vec![0, 3 * DAY]);
+        assert_ne!(fingerprint(|h| 1u8.hash(h)), empty);
+    }
 }
