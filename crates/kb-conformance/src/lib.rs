@@ -27,6 +27,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod insights;
+pub mod sim;
 pub mod tls;
 
 use std::collections::BTreeMap;
