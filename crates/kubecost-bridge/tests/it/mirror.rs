@@ -2,7 +2,8 @@
 //! the project's `scripts/services/*.sh` on free ports): what the extractor stores in SQLite
 //! reaches ClickHouse and InfluxDB with the same totals per window; with ClickHouse stopped the
 //! extraction still succeeds, and once it is back the missing windows are replayed, exactly
-//! once.
+//! once. The same holds when the server is killed (SIGKILL) while the mirror is copying a
+//! batch of windows.
 
 use std::process::{Command, Stdio};
 
