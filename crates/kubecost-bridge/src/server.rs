@@ -18,6 +18,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use kb_pipeline::insights::InsightReader;
+use kb_pipeline::ports::CostReader;
 use kb_pipeline::shutdown::Shutdown;
 use kb_remote_write::{OverloadStatus, Receiver, ReceiverConfig, ScrapeTarget, Scraper};
 use kb_store::SqliteStore;
@@ -254,6 +256,95 @@ async fn realtime_handler(
     resp
 }
 
+/// The ClickHouse store the API reads, opened on first use and again after a failed open, so
+/// `run` starts (and extracts into SQLite) while ClickHouse is down; the API answers with a
+/// store error until it is up.
+struct LazyClickHouse {
+    cfg: kb_clickhouse::ClickHouseConfig,
+    store: std::sync::Mutex<Option<Arc<kb_clickhouse::ClickHouseStore>>>,
+}
+
+impl LazyClickHouse {
+    fn get(&self) -> Result<Arc<kb_clickhouse::ClickHouseStore>, kb_pipeline::ports::StoreError> {
+        let mut slot = match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(kb_clickhouse::ClickHouseStore::open(&self.cfg)?);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+}
+
+impl CostReader for LazyClickHouse {
+    fn costs(
+        &self,
+        q: &kb_pipeline::ports::CostQuery,
+    ) -> Result<Vec<kb_pipeline::ports::CostRow>, kb_pipeline::ports::StoreError> {
+        self.get()?.costs(q)
+    }
+
+    fn clusters(&self) -> Result<Vec<(String, i64)>, kb_pipeline::ports::StoreError> {
+        self.get()?.clusters()
+    }
+
+    fn reconciliations(
+        &self,
+        cluster: &str,
+        range: kb_core::Window,
+    ) -> Result<Vec<kb_pipeline::ports::Reconciliation>, kb_pipeline::ports::StoreError> {
+        self.get()?.reconciliations(cluster, range)
+    }
+}
+
+impl InsightReader for LazyClickHouse {
+    fn summaries(
+        &self,
+        q: &kb_pipeline::insights::SummaryQuery,
+    ) -> Result<Vec<kb_pipeline::insights::StoredSummary>, kb_pipeline::ports::StoreError> {
+        self.get()?.summaries(q)
+    }
+
+    fn anomalies(
+        &self,
+        cluster: Option<&str>,
+        range: kb_core::Window,
+    ) -> Result<Vec<kb_analytics::anomaly::Anomaly>, kb_pipeline::ports::StoreError> {
+        self.get()?.anomalies(cluster, range)
+    }
+
+    fn forecasts(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_pipeline::insights::ForecastRow>, kb_pipeline::ports::StoreError> {
+        self.get()?.forecasts(cluster)
+    }
+
+    fn budgets(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::Budget>, kb_pipeline::ports::StoreError> {
+        InsightReader::budgets(self.get()?.as_ref(), cluster)
+    }
+
+    fn savings(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::SavingsRecommendation>, kb_pipeline::ports::StoreError> {
+        InsightReader::savings(self.get()?.as_ref(), cluster)
+    }
+
+    fn predictions(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::SpecCostPrediction>, kb_pipeline::ports::StoreError> {
+        InsightReader::predictions(self.get()?.as_ref(), cluster)
+    }
+}
+
 /// The API's state over the store `api.query_store` names (the embedded store by default).
 fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState, Failure> {
     use crate::config::KeySource;
@@ -306,17 +397,13 @@ fn api_state(cfg: &Config, store: &Arc<SqliteStore>) -> Result<kb_api::ApiState,
     };
     // `api.query_store`: the embedded store, or the ClickHouse mirror (which the mirror
     // worker fills with the same windows, summaries, anomalies, forecasts and lists).
-    let (costs, insights): (
-        Arc<dyn kb_pipeline::ports::CostReader>,
-        Arc<dyn kb_pipeline::insights::InsightReader>,
-    ) = match a.query_store {
+    let (costs, insights): (Arc<dyn CostReader>, Arc<dyn InsightReader>) = match a.query_store {
         crate::config::QueryStore::Sqlite => (store.clone(), store.clone()),
         crate::config::QueryStore::Clickhouse => {
-            let ch = Arc::new(
-                kb_clickhouse::ClickHouseStore::open(&crate::app::clickhouse_config(cfg)?)
-                    .context("cannot open ClickHouse, the api.query_store")
-                    .map_err(runtime)?,
-            );
+            let ch = Arc::new(LazyClickHouse {
+                cfg: crate::app::clickhouse_config(cfg)?,
+                store: std::sync::Mutex::new(None),
+            });
             tracing::info!(database = %cfg.clickhouse_settings.database, "the API reads ClickHouse");
             (ch.clone(), ch)
         }

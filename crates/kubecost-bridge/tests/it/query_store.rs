@@ -51,17 +51,16 @@ impl Drop for Child {
     }
 }
 
-/// Starts `run` with `query_store`, waits until it is ready, and returns the namespaces
-/// answer for `range` (the JSON body).
-fn serve_namespaces(cfg: &std::path::Path, query_store: &str, range: Window) -> serde_json::Value {
+/// Starts `run` with `query_store` and returns it with the namespaces URL for `range`.
+fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child, String) {
     let port = free_port();
     let yaml = std::fs::read_to_string(cfg).unwrap();
     let yaml = yaml
         .replace("__PORT__", &port.to_string())
         .replace("__QUERY_STORE__", query_store);
-    let path = cfg.with_file_name(format!("config-{query_store}.yaml"));
+    let path = cfg.with_file_name(format!("config-{query_store}-{port}.yaml"));
     std::fs::write(&path, yaml).unwrap();
-    let mut child = Child(
+    let child = Child(
         bin()
             .args(["run", "--config"])
             .arg(&path)
@@ -71,27 +70,32 @@ fn serve_namespaces(cfg: &std::path::Path, query_store: &str, range: Window) -> 
             .spawn()
             .unwrap(),
     );
-    let base = format!("http://127.0.0.1:{port}");
     let url = format!(
-        "{base}/api/v1/costs/kubernetes/cluster-1/namespaces?start={}&end={}&limit=1000",
+        "http://127.0.0.1:{port}/api/v1/costs/kubernetes/cluster-1/namespaces?start={}&end={}&limit=1000",
         rfc(range.start),
         rfc(range.end)
     );
+    (child, url)
+}
+
+/// Waits until `url` answers 200 and returns the JSON body.
+fn wait_ok(child: &mut Child, url: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Some((200, body)) = get(&url) {
+        if let Some((200, body)) = get(url) {
             return serde_json::from_str(&body).unwrap();
         }
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "run ({query_store}) exited early"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "run ({query_store}) never served"
-        );
+        assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
+        assert!(Instant::now() < deadline, "run never served {url}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Starts `run` with `query_store`, waits until it serves, and returns the namespaces answer
+/// for `range` (the JSON body).
+fn serve_namespaces(cfg: &std::path::Path, query_store: &str, range: Window) -> serde_json::Value {
+    let (mut child, url) = start_run(cfg, query_store, range);
+    wait_ok(&mut child, &url)
 }
 
 fn namespace_totals(v: &serde_json::Value) -> Vec<(String, f64)> {
@@ -218,6 +222,24 @@ fn run_serves_the_same_namespace_totals_from_clickhouse_as_from_sqlite() {
         ta > 0.0 && kb_core::cost::relative_error(ta, tb) <= 1e-9,
         "{ta} vs {tb}"
     );
+
+    // ClickHouse down when `run` starts: it starts all the same (SQLite takes the writes),
+    // the API answers with an error, and serves again once ClickHouse is back.
+    server.run("stop");
+    let (mut child, url) = start_run(&cfg_path, "clickhouse", range);
+    let base = url.split("/api/").next().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&format!("{base}/readyz")).map(|r| r.0) != Some(200) {
+        assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = get(&url).unwrap();
+    assert!(status >= 500, "{status} {body}");
+    server.run("start");
+    let back = wait_ok(&mut child, &url);
+    assert_eq!(namespace_totals(&back).len(), a.len());
+    assert_eq!(back["total_cost"], from_clickhouse["total_cost"]);
 }
 
 #[test]
