@@ -8,6 +8,7 @@ pub const DEFAULT_DATABASE: &str = "cloudtuner";
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
 
 pub use kb_pipeline::secret::Secret;
+pub use kb_pipeline::tls::ClientTls;
 
 /// How to reach ClickHouse and how to lay out the schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,8 @@ pub struct ClickHouseConfig {
     pub batch_rows: usize,
     /// How long [`kb_pipeline::ports::CostStore::cleanup`] waits for its delete mutations.
     pub mutation_timeout: Duration,
+    /// For an `https://` URL: CA certificates to trust and an optional client certificate.
+    pub tls: ClientTls,
 }
 
 impl ClickHouseConfig {
@@ -49,6 +52,7 @@ impl ClickHouseConfig {
             request_timeout: Duration::from_secs(120),
             batch_rows: DEFAULT_BATCH_ROWS,
             mutation_timeout: Duration::from_secs(120),
+            tls: ClientTls::default(),
         }
     }
 }

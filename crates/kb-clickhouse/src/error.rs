@@ -16,9 +16,11 @@ pub enum Error {
     #[error("clickhouse: configuration: {0}")]
     Config(String),
     /// No connection, or the connection broke.
-    #[error("clickhouse: {op}: cannot reach the server: {source}")]
+    #[error("clickhouse: {op}: cannot reach the server: {detail}")]
     Connect {
         op: String,
+        /// The error with its causes (and what to check for a TLS failure).
+        detail: String,
         #[source]
         source: reqwest::Error,
     },

@@ -141,10 +141,12 @@ pub(crate) fn parse_base_url(s: &str) -> Result<Url, Error> {
 impl Http {
     pub(crate) fn new(cfg: &ClickHouseConfig) -> Result<Http, Error> {
         let base = parse_base_url(&cfg.url)?;
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(2));
+        let client = kb_pipeline::tls::apply(builder, &cfg.tls)
+            .map_err(|e| Error::Config(format!("tls: {e}")))?
             .build()
             .map_err(|e| {
                 Error::Config(format!("cannot build the http client: {}", e.without_url()))
@@ -303,6 +305,7 @@ impl Http {
         } else {
             Error::Connect {
                 op: op.to_string(),
+                detail: kb_pipeline::tls::describe(&e, "clickhouse"),
                 source: e,
             }
         }

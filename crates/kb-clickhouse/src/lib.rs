@@ -115,13 +115,14 @@
 mod config;
 mod error;
 mod http;
+mod insights;
 mod query;
 mod rowbinary;
 mod rows;
 mod schema;
 mod store;
 
-pub use config::{ClickHouseConfig, DEFAULT_BATCH_ROWS, DEFAULT_DATABASE, Secret};
+pub use config::{ClickHouseConfig, ClientTls, DEFAULT_BATCH_ROWS, DEFAULT_DATABASE, Secret};
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
 pub use store::{ClickHouseStore, ClickHouseWindowWriter};

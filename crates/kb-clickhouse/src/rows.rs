@@ -56,7 +56,7 @@ pub(crate) fn slot_of(ts: i64) -> i64 {
     ts.div_euclid(3600) * 3600
 }
 
-fn put_dt(b: &mut Vec<u8>, ts: i64) {
+pub(crate) fn put_dt(b: &mut Vec<u8>, ts: i64) {
     // Callers check the range first (`check_window`); clamp all the same.
     put_u32(b, u32::try_from(ts.max(0)).unwrap_or(u32::MAX));
 }
@@ -424,31 +424,30 @@ pub(crate) struct ListCtx {
     pub(crate) seq: u32,
 }
 
-macro_rules! list_head {
-    ($row:ty) => {
-        [
-            Col::<ListCtx, $row> {
-                name: "cluster",
-                ty: "String",
-                put: |c, _, b| put_str(b, &c.cluster),
-            },
-            Col::<ListCtx, $row> {
-                name: "version",
-                ty: "UInt64",
-                put: |c, _, b| put_u64(b, c.version),
-            },
-            Col::<ListCtx, $row> {
-                name: "seq",
-                ty: "UInt32",
-                put: |c, _, b| put_u32(b, c.seq),
-            },
-            Col::<ListCtx, $row> {
-                name: "fetched_at",
-                ty: "Int64",
-                put: |c, _, b| put_i64(b, c.fetched_at),
-            },
-        ]
-    };
+/// The columns every replaced list starts with: cluster, version, seq, fetched_at.
+pub(crate) fn list_head<T>() -> [Col<ListCtx, T>; 4] {
+    [
+        Col {
+            name: "cluster",
+            ty: "String",
+            put: |c, _, b| put_str(b, &c.cluster),
+        },
+        Col {
+            name: "version",
+            ty: "UInt64",
+            put: |c, _, b| put_u64(b, c.version),
+        },
+        Col {
+            name: "seq",
+            ty: "UInt32",
+            put: |c, _, b| put_u32(b, c.seq),
+        },
+        Col {
+            name: "fetched_at",
+            ty: "Int64",
+            put: |c, _, b| put_i64(b, c.fetched_at),
+        },
+    ]
 }
 
 /// Writes budget values as `[[category, [values...]], ...]` (the SQLite store's format).
@@ -474,7 +473,7 @@ type PredictionItem = SpecCostPrediction;
 
 /// Columns of `budgets`.
 pub(crate) fn budget_cols() -> Vec<Col<ListCtx, BudgetItem>> {
-    let mut cols: Vec<Col<ListCtx, BudgetItem>> = list_head!(BudgetItem).into_iter().collect();
+    let mut cols: Vec<Col<ListCtx, BudgetItem>> = list_head::<BudgetItem>().into_iter().collect();
     cols.extend([
         str_col!(ListCtx, BudgetItem, "budget_id", id),
         str_col!(ListCtx, BudgetItem, "name", name),
@@ -508,7 +507,7 @@ pub(crate) fn budget_cols() -> Vec<Col<ListCtx, BudgetItem>> {
 
 /// Columns of `savings`.
 pub(crate) fn savings_cols() -> Vec<Col<ListCtx, SavingsItem>> {
-    let mut cols: Vec<Col<ListCtx, SavingsItem>> = list_head!(SavingsItem).into_iter().collect();
+    let mut cols: Vec<Col<ListCtx, SavingsItem>> = list_head::<SavingsItem>().into_iter().collect();
     cols.extend([
         Col::<ListCtx, SavingsItem> {
             name: "kind",
@@ -561,7 +560,7 @@ pub(crate) fn prediction_cost_columns() -> Vec<String> {
 /// Columns of `predictions` except the 21 costs, which [`encode_prediction`] appends.
 pub(crate) fn prediction_head_cols() -> Vec<Col<ListCtx, PredictionItem>> {
     let mut cols: Vec<Col<ListCtx, PredictionItem>> =
-        list_head!(PredictionItem).into_iter().collect();
+        list_head::<PredictionItem>().into_iter().collect();
     cols.extend([
         str_col!(ListCtx, PredictionItem, "namespace", namespace),
         str_col!(ListCtx, PredictionItem, "controller_kind", controller_kind),

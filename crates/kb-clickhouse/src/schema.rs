@@ -6,14 +6,20 @@
 //! and current versions both accept is used: `DateTime('UTC')`, `String`, `Float64`, integer
 //! types, `MergeTree()` / `ReplacingMergeTree(v)` with `PARTITION BY toYYYYMM(...)` and
 //! `ORDER BY (...)`, views, no TTL, no codecs, no `LowCardinality`.
+//!
+//! Version 1 is the window store (allocations, assets, checkpoints, the small lists);
+//! version 2 adds the aggregator's results (`summaries`, `anomalies`, `forecasts`, their
+//! commit rows in `insight_commits`) and the mirror's `mirror_marks`. A database at version 1
+//! gets only the new tables.
 
+use crate::insights::{anomaly_cols, forecast_cols, summary_cols};
 use crate::rows::{
     ALLOCATION_COLS, ASSET_COLS, budget_cols, column_ddl, prediction_cost_columns,
     prediction_head_cols, savings_cols,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The MergeTree flavour of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,8 @@ pub(crate) struct TableDef {
     pub(crate) order_by: &'static str,
     /// Sharding expression of the Distributed table in cluster mode.
     pub(crate) shard_by: &'static str,
+    /// The schema version that creates the table.
+    pub(crate) since: u32,
 }
 
 fn cols(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -42,7 +50,7 @@ fn cols(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every table of schema version 1, in creation order.
+/// Every table of the schema, in creation order (`since` says which migration creates it).
 pub(crate) fn tables() -> Vec<TableDef> {
     let mut prediction_columns = cols(&column_ddl(&prediction_head_cols()));
     prediction_columns.extend(
@@ -58,6 +66,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "version",
             shard_by: "version",
+            since: 1,
         },
         TableDef {
             name: "allocations",
@@ -66,6 +75,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: Some("toYYYYMM(window_start)"),
             order_by: "window_start, cluster, namespace, controller, pod",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "cost_summaries",
@@ -93,6 +103,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: Some("toYYYYMM(timestamp)"),
             order_by: "timestamp, cluster, namespace",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "assets",
@@ -101,6 +112,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: Some("toYYYYMM(window_start)"),
             order_by: "window_start, cluster, asset_type, asset_key",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "sync_state",
@@ -122,6 +134,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, endpoint, slot",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "snapshots",
@@ -136,6 +149,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, kind",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "budgets",
@@ -144,6 +158,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, version, seq",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "savings",
@@ -152,6 +167,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, version, seq",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "predictions",
@@ -160,6 +176,7 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, version, seq",
             shard_by: "cityHash64(cluster)",
+            since: 1,
         },
         TableDef {
             name: "reconciliations",
@@ -178,6 +195,67 @@ pub(crate) fn tables() -> Vec<TableDef> {
             partition_by: None,
             order_by: "cluster, endpoint, window_start, window_end",
             shard_by: "cityHash64(cluster)",
+            since: 1,
+        },
+        // Version 2: the aggregator's results (see `crate::insights`).
+        TableDef {
+            name: "summaries",
+            columns: cols(&column_ddl(&summary_cols())),
+            engine: Engine::MergeTree,
+            partition_by: Some("toYYYYMM(timestamp)"),
+            order_by: "cluster, granularity, dimension, bucket_start, namespace, name",
+            shard_by: "cityHash64(cluster)",
+            since: 2,
+        },
+        TableDef {
+            name: "anomalies",
+            columns: cols(&column_ddl(&anomaly_cols())),
+            engine: Engine::MergeTree,
+            partition_by: None,
+            order_by: "cluster, start",
+            shard_by: "cityHash64(cluster)",
+            since: 2,
+        },
+        TableDef {
+            name: "forecasts",
+            columns: cols(&column_ddl(&forecast_cols())),
+            engine: Engine::MergeTree,
+            partition_by: None,
+            order_by: "cluster, version, seq",
+            shard_by: "cityHash64(cluster)",
+            since: 2,
+        },
+        TableDef {
+            name: "insight_commits",
+            columns: cols(&[
+                ("cluster", "String"),
+                ("kind", "String"),
+                ("granularity", "String"),
+                ("source", "String"),
+                ("slot", "Int64"),
+                ("row_version", "UInt64"),
+                ("commit_version", "UInt64"),
+            ]),
+            engine: Engine::Replacing("commit_version"),
+            partition_by: None,
+            order_by: "cluster, kind, granularity, source, slot",
+            shard_by: "cityHash64(cluster)",
+            since: 2,
+        },
+        TableDef {
+            name: "mirror_marks",
+            columns: cols(&[
+                ("cluster", "String"),
+                ("kind", "String"),
+                ("unit", "Int64"),
+                ("fingerprint", "UInt64"),
+                ("version", "UInt64"),
+            ]),
+            engine: Engine::Replacing("version"),
+            partition_by: None,
+            order_by: "cluster, kind, unit",
+            shard_by: "cityHash64(cluster)",
+            since: 2,
         },
     ]
 }
@@ -310,19 +388,20 @@ impl Layout {
         .collect()
     }
 
-    /// Every statement of migration `version` (1 is the whole schema above).
+    /// Every statement of migration `version`: the tables it creates (1: the window store,
+    /// 2: the aggregator's results and the mirror's marks), and in 1 the `*_current` views.
     pub(crate) fn migration(&self, version: u32) -> Vec<String> {
-        match version {
-            1 => {
-                let mut out = Vec::new();
-                for t in tables().iter().filter(|t| t.name != "schema_version") {
-                    out.extend(self.create_table(t));
-                }
-                out.extend(self.create_views());
-                out
-            }
-            _ => Vec::new(),
+        let mut out = Vec::new();
+        for t in tables()
+            .iter()
+            .filter(|t| t.name != "schema_version" && t.since == version)
+        {
+            out.extend(self.create_table(t));
         }
+        if version == 1 {
+            out.extend(self.create_views());
+        }
+        out
     }
 
     /// The statements run before reading the version: the database and `schema_version`.
@@ -426,7 +505,10 @@ mod tests {
             "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/cloudtuner/sync_state_local', '{replica}', commit_version)"
         ));
         // Every table has a local and a Distributed half; views read the Distributed tables.
-        let tables = tables().len() - 1;
+        let tables = tables()
+            .iter()
+            .filter(|t| t.since == 1 && t.name != "schema_version")
+            .count();
         assert_eq!(
             ddl.iter()
                 .filter(|s| s.contains("ENGINE = Distributed("))

@@ -27,18 +27,18 @@ use crate::schema::{Layout, SCHEMA_VERSION};
 
 /// The ClickHouse store. Cheap to share: window writers hold a reference to the same client.
 pub struct ClickHouseStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     // Declared first so pending requests stop before the client is dropped.
     rt: Rt,
     http: Http,
-    layout: Layout,
-    batch_rows: usize,
+    pub(crate) layout: Layout,
+    pub(crate) batch_rows: usize,
     mutation_timeout: Duration,
     last_version: AtomicU64,
-    janitor: Arc<Janitor>,
+    pub(crate) janitor: Arc<Janitor>,
 }
 
 /// How long the janitor collects deletes before sending them.
@@ -51,7 +51,7 @@ const JANITOR_CHUNK: usize = 200;
 /// a mutation rewrites data parts, so one per commit would be costly on a re-extraction.
 /// Nothing depends on when (or whether) it runs; rows it misses stay invisible until the
 /// retention cleanup removes them.
-struct Janitor {
+pub(crate) struct Janitor {
     runtime: tokio::runtime::Handle,
     http: Http,
     layout: Layout,
@@ -61,7 +61,7 @@ struct Janitor {
 
 impl Janitor {
     /// Queues `DELETE WHERE condition` on each table and makes sure a flush is scheduled.
-    fn delete(self: &Arc<Self>, tables: &[&'static str], condition: &str) {
+    pub(crate) fn delete(self: &Arc<Self>, tables: &[&'static str], condition: &str) {
         {
             let mut q = match self.queue.lock() {
                 Ok(q) => q,
@@ -124,7 +124,7 @@ impl std::fmt::Debug for ClickHouseStore {
     }
 }
 
-fn decode_err(op: &str) -> impl Fn(DecodeError) -> Error + '_ {
+pub(crate) fn decode_err(op: &str) -> impl Fn(DecodeError) -> Error + '_ {
     move |e| Error::Decode {
         op: op.to_string(),
         message: e.0,
@@ -182,7 +182,7 @@ fn slots(w: Window) -> impl Iterator<Item = i64> {
 impl Inner {
     /// Returns a new version: unique and increasing in this process, nanoseconds since the
     /// epoch so versions of successive processes keep increasing too.
-    fn next_version(&self) -> u64 {
+    pub(crate) fn next_version(&self) -> u64 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -201,7 +201,7 @@ impl Inner {
         }
     }
 
-    fn query(&self, op: &str, sql: String) -> Result<Vec<u8>, Error> {
+    pub(crate) fn query(&self, op: &str, sql: String) -> Result<Vec<u8>, Error> {
         let http = self.http.clone();
         let o = op.to_string();
         self.rt
@@ -215,7 +215,13 @@ impl Inner {
             .run(op, async move { http.execute_write(&o, &sql).await })?
     }
 
-    fn insert(&self, op: &str, table: &str, columns: &str, data: Vec<u8>) -> Result<(), Error> {
+    pub(crate) fn insert(
+        &self,
+        op: &str,
+        table: &str,
+        columns: &str,
+        data: Vec<u8>,
+    ) -> Result<(), Error> {
         let http = self.http.clone();
         let o = op.to_string();
         let target = format!("{} ({columns})", self.layout.table(table));
@@ -225,7 +231,7 @@ impl Inner {
         )?
     }
 
-    fn read_u64s(&self, op: &str, sql: String) -> Result<Vec<u64>, Error> {
+    pub(crate) fn read_u64s(&self, op: &str, sql: String) -> Result<Vec<u64>, Error> {
         let body = self.query(op, sql)?;
         let mut r = Reader::new(&body);
         let mut out = Vec::new();
@@ -347,7 +353,7 @@ impl Inner {
 
     /// Replaces a cluster's list (budgets, savings, predictions): rows with a new version,
     /// then the `snapshots` row that makes them the current list.
-    fn put_list(
+    pub(crate) fn put_list(
         &self,
         kind: &'static str,
         cluster: &str,
@@ -402,7 +408,7 @@ impl Inner {
     }
 
     /// The filter selecting the current list of a cluster.
-    fn current_list(&self, kind: &str, cluster: &str) -> String {
+    pub(crate) fn current_list(&self, kind: &str, cluster: &str) -> String {
         format!(
             "cluster = {c} AND version = (SELECT toUInt64(max(version)) FROM {snap} \
              WHERE cluster = {c} AND kind = {k})",
@@ -509,10 +515,14 @@ impl ClickHouseStore {
             format!(
                 "SELECT toUInt64(max(commit_version)) FROM {} \
                  UNION ALL SELECT toUInt64(max(version)) FROM {} \
+                 UNION ALL SELECT toUInt64(max(version)) FROM {} \
+                 UNION ALL SELECT toUInt64(max(commit_version)) FROM {} \
                  UNION ALL SELECT toUInt64(max(version)) FROM {} FORMAT RowBinary",
                 layout.table("sync_state"),
                 layout.table("snapshots"),
                 layout.table("reconciliations"),
+                layout.table("insight_commits"),
+                layout.table("mirror_marks"),
             ),
         )?;
         let newest = seen.into_iter().max().unwrap_or(0);

@@ -26,6 +26,10 @@
 //! crate-level `allow` of `clippy::panic`, `clippy::unwrap_used` and `clippy::expect_used`.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod insights;
+pub mod sim;
+pub mod tls;
+
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, TimeZone, Utc};
@@ -1129,46 +1133,6 @@ pub fn small_tables<S: CostStore + CostReader, I: Inspect>(store: &S, inspect: &
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_groups_and_orders() {
-        let c = "c";
-        let mut rows = tag(c, &window_rows(c, hour_at(DAY0, 0), 1.0));
-        rows.extend(tag(c, &window_rows(c, hour_at(DAY0, 1), 2.0)));
-        let q = query(
-            None,
-            day_at(DAY0, 0),
-            Some(Granularity::Hour),
-            GroupBy::Namespace,
-            true,
-        );
-        let got = expected_costs(&rows, &q);
-        // Per hour: the idle row's empty namespace, alpha, beta.
-        assert_eq!(got.len(), 6);
-        assert_eq!(got[0].namespace, "");
-        assert_eq!(got[1].namespace, "alpha");
-        assert_eq!(got[3].bucket_start, DAY0 + HOUR);
-        let total: f64 = got.iter().map(|r| r.total_cost).sum();
-        assert!(close(total, rows.iter().map(|(_, a)| a.total_cost).sum()));
-        let q = query(
-            None,
-            day_at(DAY0, 0),
-            Some(Granularity::Month),
-            GroupBy::Cluster,
-            false,
-        );
-        let got = expected_costs(&rows, &q);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].bucket_start, 1_698_796_800);
-        assert_eq!(got[0].rows, 16);
-        assert_eq!(got[0].idle_cost, 0.0);
-        assert!(compare_costs("self", &got, &got).is_ok());
-    }
-}
-
 /// `n` synthetic allocation rows of cluster `bench` for `window`, the same pods every window
 /// (400 per namespace, 20 per controller, 50 nodes): the rows the stores' insert benchmarks
 /// write, so their figures compare.
@@ -1213,4 +1177,44 @@ pub fn bench_rows(window: kb_core::Window, n: usize) -> Vec<kb_core::Allocation>
             a
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_groups_and_orders() {
+        let c = "c";
+        let mut rows = tag(c, &window_rows(c, hour_at(DAY0, 0), 1.0));
+        rows.extend(tag(c, &window_rows(c, hour_at(DAY0, 1), 2.0)));
+        let q = query(
+            None,
+            day_at(DAY0, 0),
+            Some(Granularity::Hour),
+            GroupBy::Namespace,
+            true,
+        );
+        let got = expected_costs(&rows, &q);
+        // Per hour: the idle row's empty namespace, alpha, beta.
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[0].namespace, "");
+        assert_eq!(got[1].namespace, "alpha");
+        assert_eq!(got[3].bucket_start, DAY0 + HOUR);
+        let total: f64 = got.iter().map(|r| r.total_cost).sum();
+        assert!(close(total, rows.iter().map(|(_, a)| a.total_cost).sum()));
+        let q = query(
+            None,
+            day_at(DAY0, 0),
+            Some(Granularity::Month),
+            GroupBy::Cluster,
+            false,
+        );
+        let got = expected_costs(&rows, &q);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].bucket_start, 1_698_796_800);
+        assert_eq!(got[0].rows, 16);
+        assert_eq!(got[0].idle_cost, 0.0);
+        assert!(compare_costs("self", &got, &got).is_ok());
+    }
 }

@@ -187,10 +187,12 @@ impl InfluxClient {
         if cfg.batch_lines == 0 {
             return Err(Error::Config("batch_lines must be at least 1".into()));
         }
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
-            .pool_idle_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(2));
+        let client = kb_pipeline::tls::apply(builder, &cfg.tls)
+            .map_err(|e| Error::Config(format!("tls: {e}")))?
             .build()
             .map_err(|e| {
                 Error::Config(format!("cannot build the http client: {}", e.without_url()))
@@ -607,6 +609,7 @@ impl Http {
         } else {
             Error::Connect {
                 op: op.to_string(),
+                detail: kb_pipeline::tls::describe(&e, "influxdb"),
                 source: e,
             }
         }

@@ -8,6 +8,7 @@ pub const DEFAULT_DATABASE: &str = "cloudtuner";
 pub const DEFAULT_BATCH_LINES: usize = 5_000;
 
 pub use kb_pipeline::secret::Secret;
+pub use kb_pipeline::tls::ClientTls;
 
 /// Which write API the store talks to.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,8 @@ pub struct InfluxConfig {
     /// 2.x `/api/v2/delete`); turn it off for servers without deletes (3.x), where a rewrite
     /// only overwrites the points it writes again.
     pub replace_windows: bool,
+    /// For an `https://` URL: CA certificates to trust and an optional client certificate.
+    pub tls: ClientTls,
 }
 
 impl InfluxConfig {
@@ -81,6 +84,7 @@ impl InfluxConfig {
             gzip: true,
             create_database: true,
             replace_windows: true,
+            tls: ClientTls::default(),
         }
     }
 

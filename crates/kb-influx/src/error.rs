@@ -16,9 +16,11 @@ pub enum Error {
     #[error("influxdb: bad configuration: {0}")]
     Config(String),
     /// The server could not be reached, or the connection broke.
-    #[error("influxdb: {op}: cannot reach the server: {source}")]
+    #[error("influxdb: {op}: cannot reach the server: {detail}")]
     Connect {
         op: String,
+        /// The error with its causes (and what to check for a TLS failure).
+        detail: String,
         #[source]
         source: reqwest::Error,
     },

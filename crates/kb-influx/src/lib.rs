@@ -113,7 +113,9 @@ mod read;
 mod store;
 
 pub use client::{InfluxClient, Series, gzip};
-pub use config::{DEFAULT_BATCH_LINES, DEFAULT_DATABASE, InfluxApi, InfluxConfig, Secret};
+pub use config::{
+    ClientTls, DEFAULT_BATCH_LINES, DEFAULT_DATABASE, InfluxApi, InfluxConfig, Secret,
+};
 pub use error::Error;
 pub use line::{
     ALLOCATIONS, ASSETS, LIVE_COSTS, LineBatch, LiveCostRates, RECONCILIATIONS, SYNC, duration_tag,

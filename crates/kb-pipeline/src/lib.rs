@@ -8,6 +8,7 @@
 //! - [`schedule`]: cron schedules that watch shutdown.
 //! - [`secret`]: the one redacting type for passwords and tokens.
 //! - [`shutdown`]: a cloneable shutdown signal.
+//! - [`tls`]: the TLS settings (CA, client certificate) of an HTTPS client to a store.
 //!
 //! It depends on `kb-core` and `kb-analytics` (both pure) and never on an adapter crate.
 
@@ -17,3 +18,4 @@ pub mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod shutdown;
+pub mod tls;

@@ -231,54 +231,120 @@ fn private_file(path: &Path, create: bool) -> Result<(), Failure> {
 /// set). Secrets are read now, so a missing secret is a usage error at start-up.
 pub(crate) fn mirrors(cfg: &Config) -> Result<Vec<crate::mirror::Mirror>, Failure> {
     let mut out = Vec::new();
-    if let Some(url) = &cfg.clickhouse {
-        let s = &cfg.clickhouse_settings;
-        let mut ch = kb_clickhouse::ClickHouseConfig::new(url.clone());
-        ch.database.clone_from(&s.database);
-        ch.user.clone_from(&s.user);
-        ch.cluster.clone_from(&s.cluster);
-        if let Some(p) = &s.password {
-            ch.password = Some(kb_clickhouse::Secret::new(read_secret(p)?.expose()));
-        }
+    if cfg.clickhouse.is_some() {
+        let ch = clickhouse_config(cfg)?;
         out.push(crate::mirror::Mirror {
             name: "clickhouse",
             open: Arc::new(move || {
-                kb_clickhouse::ClickHouseStore::open(&ch).map(|s| Arc::new(s) as Arc<dyn CostStore>)
+                let s = Arc::new(kb_clickhouse::ClickHouseStore::open(&ch)?);
+                Ok(crate::mirror::Target {
+                    cost: s.clone(),
+                    insights: Some(s),
+                })
             }),
         });
     }
-    if let Some(url) = &cfg.influxdb {
-        let s = &cfg.influxdb_settings;
-        let ic = match &s.v2 {
-            Some((org, bucket, token)) => kb_influx::InfluxConfig::v2(
-                url.clone(),
-                org.clone(),
-                bucket.clone(),
-                kb_influx::Secret::new(read_secret(token)?.expose()),
-            ),
-            None => {
-                let mut c = kb_influx::InfluxConfig::v1(url.clone());
-                let password = match &s.password {
-                    Some(p) => Some(kb_influx::Secret::new(read_secret(p)?.expose())),
-                    None => None,
-                };
-                c.api = kb_influx::InfluxApi::V1 {
-                    database: s.database.clone(),
-                    retention_policy: None,
-                    username: s.username.clone(),
-                    password,
-                };
-                c
-            }
-        };
+    if let Some(ic) = influx_config(cfg)? {
         out.push(crate::mirror::Mirror {
             name: "influxdb",
             open: Arc::new(move || {
-                kb_influx::InfluxStore::open(&ic).map(|s| Arc::new(s) as Arc<dyn CostStore>)
+                Ok(crate::mirror::Target {
+                    cost: Arc::new(kb_influx::InfluxStore::open(&ic)?),
+                    insights: None,
+                })
             }),
         });
     }
     Ok(out)
+}
+
+/// The ClickHouse store's settings from `cloudtuner.storage.clickhouse` and `clickhouse:`
+/// (secrets read now, so a missing one is a usage error at start-up).
+pub(crate) fn clickhouse_config(cfg: &Config) -> Result<kb_clickhouse::ClickHouseConfig, Failure> {
+    let url = cfg
+        .clickhouse
+        .clone()
+        .context("cloudtuner.storage.clickhouse is not set")
+        .map_err(Failure::Usage)?;
+    let s = &cfg.clickhouse_settings;
+    let mut ch = kb_clickhouse::ClickHouseConfig::new(url);
+    ch.database.clone_from(&s.database);
+    ch.user.clone_from(&s.user);
+    ch.cluster.clone_from(&s.cluster);
+    if let Some(p) = &s.password {
+        ch.password = Some(kb_clickhouse::Secret::new(read_secret(p)?.expose()));
+    }
+    ch.tls = read_tls(&s.tls, "clickhouse")?;
+    Ok(ch)
+}
+
+/// Reads the TLS files of a store section (`clickhouse`, `influxdb`); a missing or unreadable
+/// file, or one without the PEM it should hold, is a usage error at start-up.
+pub(crate) fn read_tls(
+    files: &crate::config::TlsFiles,
+    section: &str,
+) -> Result<kb_pipeline::tls::ClientTls, Failure> {
+    let read = |p: &Path, key: &str| {
+        std::fs::read(p)
+            .with_context(|| format!("{section}.{key}: cannot read {}", p.display()))
+            .map_err(Failure::Usage)
+    };
+    let tls = kb_pipeline::tls::ClientTls {
+        ca_pem: match &files.ca_file {
+            Some(p) => Some(read(p, "ca_file")?),
+            None => None,
+        },
+        client: match &files.client {
+            Some((cert, key)) => Some((
+                read(cert, "client_cert_file")?,
+                kb_pipeline::secret::Secret::new(
+                    String::from_utf8(read(key, "client_key_file")?).map_err(|_| {
+                        Failure::Usage(anyhow::anyhow!(
+                            "{section}.client_key_file: not a PEM text file"
+                        ))
+                    })?,
+                ),
+            )),
+            None => None,
+        },
+    };
+    tls.check()
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("{section}: {e}")))?;
+    Ok(tls)
+}
+
+/// The InfluxDB store's settings from `cloudtuner.storage.influxdb` and `influxdb:`, or
+/// `None` when InfluxDB is not configured (secrets and TLS files read now).
+pub(crate) fn influx_config(cfg: &Config) -> Result<Option<kb_influx::InfluxConfig>, Failure> {
+    let Some(url) = &cfg.influxdb else {
+        return Ok(None);
+    };
+    let s = &cfg.influxdb_settings;
+    let ic = match &s.v2 {
+        Some((org, bucket, token)) => kb_influx::InfluxConfig::v2(
+            url.clone(),
+            org.clone(),
+            bucket.clone(),
+            kb_influx::Secret::new(read_secret(token)?.expose()),
+        ),
+        None => {
+            let mut c = kb_influx::InfluxConfig::v1(url.clone());
+            let password = match &s.password {
+                Some(p) => Some(kb_influx::Secret::new(read_secret(p)?.expose())),
+                None => None,
+            };
+            c.api = kb_influx::InfluxApi::V1 {
+                database: s.database.clone(),
+                retention_policy: None,
+                username: s.username.clone(),
+                password,
+            };
+            c
+        }
+    };
+    let mut ic = ic;
+    ic.tls = read_tls(&s.tls, "influxdb")?;
+    Ok(Some(ic))
 }
 
 /// Copies what the mirrors lack once (after a CLI extraction); failures are warnings, since
@@ -290,7 +356,7 @@ pub(crate) async fn mirror_once(cfg: &Config, store: &Arc<SqliteStore>) -> Resul
         let name = m.name;
         let r = tokio::task::spawn_blocking(move || {
             let st = (m.open)()?;
-            crate::mirror::catch_up(&store, st.as_ref(), &clusters, &Shutdown::new())
+            crate::mirror::catch_up(&store, &st, &clusters, &Shutdown::new(), None)
         })
         .await
         .map_err(runtime)?;

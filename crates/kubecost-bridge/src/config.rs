@@ -121,6 +121,9 @@ struct RawInfluxdb {
     bucket: Option<String>,
     token_file: Option<String>,
     token_env: Option<String>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +163,9 @@ struct RawClickhouse {
     password_env: Option<String>,
     cluster: Option<String>,
     mirror_interval: Option<String>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -400,6 +406,8 @@ struct RawApi {
     tls: Option<RawApiTls>,
     /// `auto`, `always` or `never`: the dashboard session cookie's `Secure` attribute.
     dashboard_secure_cookie: Option<String>,
+    /// `sqlite` (default) or `clickhouse`: which store the API reads.
+    query_store: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -633,6 +641,8 @@ pub(crate) struct ApiSettings {
     /// When the dashboard's session cookie is `Secure` (`auto`: when the request came over
     /// https, as a TLS proxy's `X-Forwarded-Proto` or `Forwarded` header says).
     pub dashboard_secure_cookie: kb_dashboard::SecureCookie,
+    /// The store the API reads (`api.query_store`).
+    pub query_store: QueryStore,
 }
 
 /// Where the JWT signing keys (a JWKS document) come from.
@@ -653,6 +663,15 @@ pub(crate) struct JwtSettings {
     pub jwks: JwksSource,
 }
 
+/// Which store serves the API's queries (`api.query_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueryStore {
+    /// The embedded SQLite store (the system of record).
+    Sqlite,
+    /// The ClickHouse mirror (`cloudtuner.storage.clickhouse` must be set).
+    Clickhouse,
+}
+
 /// How to write to InfluxDB (`influxdb:`; the URL is `cloudtuner.storage.influxdb`): the v1
 /// API with a database (1.x, and the v1-compatible endpoint of 2.x and 3.x), or the v2 API
 /// with org, bucket and token when `bucket` is set.
@@ -663,6 +682,7 @@ pub(crate) struct InfluxSettings {
     pub password: Option<SecretSource>,
     /// `(org, bucket, token)` for the v2 API.
     pub v2: Option<(String, String, SecretSource)>,
+    pub tls: TlsFiles,
 }
 
 /// How to reach ClickHouse (`clickhouse:`; the URL is `cloudtuner.storage.clickhouse`).
@@ -675,6 +695,41 @@ pub(crate) struct ClickhouseSettings {
     pub cluster: Option<String>,
     /// How often the mirror copies windows it lacks from the embedded store.
     pub mirror_interval: Duration,
+    pub tls: TlsFiles,
+}
+
+/// TLS files of an `https://` store URL (`ca_file`, `client_cert_file`, `client_key_file`),
+/// read by the wiring at start-up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TlsFiles {
+    /// PEM CA certificates to trust besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS (both or neither).
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+fn tls_files(
+    section: &str,
+    ca: &Option<String>,
+    cert: &Option<String>,
+    key: &Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) -> TlsFiles {
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            problems.push(ConfigProblem {
+                path: format!("{section}.client_cert_file"),
+                reason: "client_cert_file and client_key_file go together".into(),
+            });
+            None
+        }
+    };
+    TlsFiles {
+        ca_file: ca.as_ref().map(PathBuf::from),
+        client,
+    }
 }
 
 /// One remote_write data source (`remote_write.sources[]`).
@@ -1381,6 +1436,13 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             Duration::from_secs(60),
             problems,
         ),
+        tls: tls_files(
+            "clickhouse",
+            &ch.ca_file,
+            &ch.client_cert_file,
+            &ch.client_key_file,
+            problems,
+        ),
     };
     for (i, c) in raw.realtime.scrape.iter().enumerate() {
         if !clusters.iter().any(|x| &x.name == c) {
@@ -1405,6 +1467,14 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             problems,
         ),
     };
+    let api = api_settings(&raw.api, problems);
+    if api.query_store == QueryStore::Clickhouse && storage.clickhouse.is_none() {
+        problems.push(ConfigProblem {
+            path: "api.query_store".into(),
+            reason: "clickhouse needs cloudtuner.storage.clickhouse (no ClickHouse is configured)"
+                .into(),
+        });
+    }
     let budgets = budgets(&raw, &clusters, problems);
     Some(Config {
         clusters,
@@ -1439,7 +1509,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
         clickhouse_settings,
         alerts: alerts(&raw.alerts, problems),
         influxdb_settings: influx_settings(&raw.influxdb, problems),
-        api: api_settings(&raw.api, problems),
+        api,
         budgets,
         shutdown_deadline: shutdown_deadline(&raw.shutdown, problems),
         kubernetes: None,
@@ -1721,6 +1791,17 @@ fn api_settings(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiSettings 
                 kb_dashboard::SecureCookie::Auto
             }
         },
+        query_store: match raw.query_store.as_deref().map(str::trim) {
+            None | Some("sqlite") => QueryStore::Sqlite,
+            Some("clickhouse") => QueryStore::Clickhouse,
+            Some(other) => {
+                problems.push(ConfigProblem {
+                    path: "api.query_store".into(),
+                    reason: format!("{other:?} is not sqlite or clickhouse"),
+                });
+                QueryStore::Sqlite
+            }
+        },
     }
 }
 
@@ -1802,6 +1883,13 @@ fn influx_settings(raw: &RawInfluxdb, problems: &mut Vec<ConfigProblem>) -> Infl
             problems,
         ),
         v2,
+        tls: tls_files(
+            "influxdb",
+            &raw.ca_file,
+            &raw.client_cert_file,
+            &raw.client_key_file,
+            problems,
+        ),
     }
 }
 
@@ -2570,6 +2658,21 @@ mod example {
             c.api.dashboard_secure_cookie,
             kb_dashboard::SecureCookie::Auto
         );
+        assert_eq!(c.api.query_store, QueryStore::Sqlite);
+        // The commented TLS keys are valid keys too.
+        let tls = text
+            .replace("  # ca_file:", "  ca_file:")
+            .replace("  # client_cert_file:", "  client_cert_file:")
+            .replace("  # client_key_file:", "  client_key_file:");
+        let c = Config::from_yaml(&tls, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            c.clickhouse_settings.tls.ca_file.as_deref(),
+            Some(std::path::Path::new(
+                "/etc/kubecost-bridge/clickhouse-ca.pem"
+            ))
+        );
+        assert!(c.clickhouse_settings.tls.client.is_some());
+        assert!(c.influxdb_settings.tls.client.is_some());
         assert_eq!(
             c.alerts.rules.extraction_failure_window,
             Duration::from_secs(3600)
@@ -2696,5 +2799,28 @@ mod example {
             paths.contains(&"alerts.rules.extraction_failure_window"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn query_store_and_tls_keys_are_checked() {
+        let base = "";
+        let bad = format!("{base}api:\n  query_store: clickhouse\n");
+        let e = Config::from_yaml(&bad, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.query_store") && e.contains("no ClickHouse"),
+            "{e}"
+        );
+        let ok = format!(
+            "{base}api:\n  query_store: clickhouse\ncloudtuner:\n  storage:\n    clickhouse: https://ch:8443\n"
+        );
+        let c = Config::from_yaml(&ok, &BTreeMap::new()).unwrap();
+        assert_eq!(c.api.query_store, QueryStore::Clickhouse);
+        let half = format!("{base}influxdb:\n  client_cert_file: /x.crt\n");
+        let e = Config::from_yaml(&half, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("influxdb.client_cert_file"), "{e}");
     }
 }

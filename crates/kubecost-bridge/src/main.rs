@@ -393,6 +393,7 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
                 r.recommendations,
                 r.monthly_savings
             );
+            app::mirror_once(&cfg, &store).await?;
             Ok(())
         }
         Command::Backfill {

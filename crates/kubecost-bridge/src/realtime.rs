@@ -13,6 +13,8 @@
 //! Every minute the open hour's estimate is written to the store as `source = realtime`
 //! hourly summaries per cluster and namespace: the current cost rate ($/h) times one hour.
 //! When Kubecost's window for that hour lands and is aggregated, the `api` summary hides it.
+//! With InfluxDB configured, the same round writes the live rates as `live_costs` points
+//! (per cluster and namespace, and the cluster's whole rate with an empty namespace).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,14 +236,76 @@ pub(crate) fn open_hour_summaries(live: &LiveCosts, now: i64) -> Vec<(String, Ve
     out
 }
 
-/// Writes the open hour's estimate every `every` until shutdown.
+/// The live series as InfluxDB `live_costs` points at `ts` (unix seconds): one per cluster
+/// and namespace, plus one per cluster with the empty namespace for the cluster's whole rate.
+pub(crate) fn live_cost_lines(live: &LiveCosts, ts: i64) -> Vec<u8> {
+    let rates = |r: &kb_remote_write::state::CostRate| kb_influx::LiveCostRates {
+        cpu: r.cpu,
+        memory: r.ram,
+        gpu: r.gpu,
+        storage: r.pv,
+        network: r.network,
+        load_balancer: r.load_balancer,
+        total: r.total(),
+    };
+    let mut out = Vec::new();
+    for cluster in live.clusters() {
+        if let Some(r) = live.cluster_rate(&cluster) {
+            out.extend(kb_influx::encode_live_cost(
+                &cluster,
+                "",
+                ts,
+                &rates(&r.rate),
+            ));
+        }
+        for ns in live.namespace_rates(&cluster) {
+            out.extend(kb_influx::encode_live_cost(
+                &cluster,
+                &ns.namespace,
+                ts,
+                &rates(&ns.rates.rate),
+            ));
+        }
+    }
+    out
+}
+
+/// Sends the live series to InfluxDB, opening the store on first use (and again after a
+/// failure): a down InfluxDB loses only the points of the rounds it missed, since each round
+/// carries the current rate.
+fn send_live(
+    influx: &Option<kb_influx::InfluxConfig>,
+    open: &mut Option<kb_influx::InfluxStore>,
+    lines: &[u8],
+) -> Result<(), kb_pipeline::ports::StoreError> {
+    let Some(cfg) = influx else {
+        return Ok(());
+    };
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let store = match open.take() {
+        Some(s) => s,
+        None => kb_influx::InfluxStore::open(cfg)?,
+    };
+    store.client().send(lines)?;
+    *open = Some(store);
+    Ok(())
+}
+
+/// Writes the open hour's estimate every `every` until shutdown: `realtime` summaries in the
+/// store, and, when InfluxDB is configured, the live cost rates as `live_costs` points.
 pub(crate) async fn persist_loop(
     live: Arc<LiveCosts>,
     store: Arc<SqliteStore>,
     rules_version: u32,
     every: Duration,
     shutdown: Shutdown,
+    influx: Option<kb_influx::InfluxConfig>,
 ) {
+    let influx = Arc::new(influx);
+    let opened: Arc<std::sync::Mutex<Option<kb_influx::InfluxStore>>> =
+        Arc::new(std::sync::Mutex::new(None));
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -249,7 +313,17 @@ pub(crate) async fn persist_loop(
         }
         let now = chrono::Utc::now().timestamp();
         let (live, store) = (live.clone(), store.clone());
+        let (influx, opened) = (influx.clone(), opened.clone());
         let done = tokio::task::spawn_blocking(move || {
+            let lines = live_cost_lines(&live, now);
+            let mut slot = match opened.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if let Err(e) = send_live(&influx, &mut slot, &lines) {
+                tracing::warn!(error = %e, "cannot write the live costs to influxdb");
+            }
+            drop(slot);
             let bucket = Window {
                 start: floor_to(now, HOUR),
                 end: floor_to(now, HOUR) + HOUR,

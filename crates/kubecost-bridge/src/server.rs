@@ -24,6 +24,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use kb_pipeline::insights::InsightReader;
+use kb_pipeline::ports::CostReader;
 use kb_pipeline::shutdown::Shutdown;
 use kb_remote_write::{OverloadStatus, Receiver, ReceiverConfig, ScrapeTarget, Scraper};
 use kb_store::SqliteStore;
@@ -173,6 +175,7 @@ pub(crate) fn build(
         cfg.aggregation.rules.version,
         cfg.realtime.persist_interval,
         shutdown.clone(),
+        crate::app::influx_config(cfg)?,
     ));
     Ok(Server { router, receiver })
 }
@@ -272,7 +275,6 @@ async fn realtime_handler(
     resp
 }
 
-/// The API's state over the embedded store.
 /// The JWT key set of `api.auth.jwt`: read from its file now, or fetched from its URL by a task
 /// that refreshes it until shutdown.
 fn jwt_auth(
@@ -357,6 +359,112 @@ async fn refresh_jwks(
     }
 }
 
+/// The ClickHouse store the API reads, opened on first use and again after a failed open, so
+/// `run` starts (and extracts into SQLite) while ClickHouse is down; the API answers with a
+/// store error until it is up.
+struct LazyClickHouse {
+    cfg: kb_clickhouse::ClickHouseConfig,
+    store: std::sync::Mutex<Option<Arc<kb_clickhouse::ClickHouseStore>>>,
+}
+
+impl LazyClickHouse {
+    fn get(&self) -> Result<Arc<kb_clickhouse::ClickHouseStore>, kb_pipeline::ports::StoreError> {
+        let mut slot = match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(kb_clickhouse::ClickHouseStore::open(&self.cfg)?);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+}
+
+impl CostReader for LazyClickHouse {
+    fn costs(
+        &self,
+        q: &kb_pipeline::ports::CostQuery,
+    ) -> Result<Vec<kb_pipeline::ports::CostRow>, kb_pipeline::ports::StoreError> {
+        self.get()?.costs(q)
+    }
+
+    fn clusters(&self) -> Result<Vec<(String, i64)>, kb_pipeline::ports::StoreError> {
+        self.get()?.clusters()
+    }
+
+    fn reconciliations(
+        &self,
+        cluster: &str,
+        range: kb_core::Window,
+    ) -> Result<Vec<kb_pipeline::ports::Reconciliation>, kb_pipeline::ports::StoreError> {
+        self.get()?.reconciliations(cluster, range)
+    }
+
+    fn pod_labels(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        range: kb_core::Window,
+    ) -> Result<Vec<kb_pipeline::ports::PodLabels>, kb_pipeline::ports::StoreError> {
+        self.get()?.pod_labels(cluster, namespace, range)
+    }
+}
+
+impl InsightReader for LazyClickHouse {
+    fn summaries(
+        &self,
+        q: &kb_pipeline::insights::SummaryQuery,
+    ) -> Result<Vec<kb_pipeline::insights::StoredSummary>, kb_pipeline::ports::StoreError> {
+        self.get()?.summaries(q)
+    }
+
+    fn anomalies(
+        &self,
+        cluster: Option<&str>,
+        range: kb_core::Window,
+    ) -> Result<Vec<kb_analytics::anomaly::Anomaly>, kb_pipeline::ports::StoreError> {
+        self.get()?.anomalies(cluster, range)
+    }
+
+    fn forecasts(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_pipeline::insights::ForecastRow>, kb_pipeline::ports::StoreError> {
+        self.get()?.forecasts(cluster)
+    }
+
+    fn budgets(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::Budget>, kb_pipeline::ports::StoreError> {
+        InsightReader::budgets(self.get()?.as_ref(), cluster)
+    }
+
+    fn savings(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::SavingsRecommendation>, kb_pipeline::ports::StoreError> {
+        InsightReader::savings(self.get()?.as_ref(), cluster)
+    }
+
+    fn predictions(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<kb_core::SpecCostPrediction>, kb_pipeline::ports::StoreError> {
+        InsightReader::predictions(self.get()?.as_ref(), cluster)
+    }
+    fn recommendations(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<kb_pipeline::insights::RecommendationSet>, kb_pipeline::ports::StoreError> {
+        InsightReader::recommendations(self.get()?.as_ref(), cluster)
+    }
+}
+
+
+/// The API's state over the store `api.query_store` names (the embedded store by default).
 fn api_state(
     cfg: &Config,
     store: &Arc<SqliteStore>,
@@ -414,22 +522,29 @@ fn api_state(
                 .map_err(runtime)?
         }
     };
-    let mut state = kb_api::ApiState::new(
-        store.clone() as Arc<dyn kb_pipeline::ports::CostReader>,
-        store.clone() as Arc<dyn kb_pipeline::insights::InsightReader>,
-        &auth,
-        audit,
-        kb_api::system_clock(),
-    )
-    .context("invalid api.auth")
-    .map_err(Failure::Usage)?
-    .with_limits(kb_api::Limits {
-        request_timeout: a.request_timeout,
-        cache_ttl: a.cache_ttl,
-        ..kb_api::Limits::default()
-    })
-    .with_rules(cfg.aggregation.rules.clone())
-    .with_budgets(cfg.budgets.clone());
+    // `api.query_store`: the embedded store, or the ClickHouse mirror (which the mirror
+    // worker fills with the same windows, summaries, anomalies, forecasts and lists).
+    let (costs, insights): (Arc<dyn CostReader>, Arc<dyn InsightReader>) = match a.query_store {
+        crate::config::QueryStore::Sqlite => (store.clone(), store.clone()),
+        crate::config::QueryStore::Clickhouse => {
+            let ch = Arc::new(LazyClickHouse {
+                cfg: crate::app::clickhouse_config(cfg)?,
+                store: std::sync::Mutex::new(None),
+            });
+            tracing::info!(database = %cfg.clickhouse_settings.database, "the API reads ClickHouse");
+            (ch.clone(), ch)
+        }
+    };
+    let mut state = kb_api::ApiState::new(costs, insights, &auth, audit, kb_api::system_clock())
+        .context("invalid api.auth")
+        .map_err(Failure::Usage)?
+        .with_limits(kb_api::Limits {
+            request_timeout: a.request_timeout,
+            cache_ttl: a.cache_ttl,
+            ..kb_api::Limits::default()
+        })
+        .with_rules(cfg.aggregation.rules.clone())
+        .with_budgets(cfg.budgets.clone());
     state.currency.clone_from(&a.currency);
     Ok(state)
 }

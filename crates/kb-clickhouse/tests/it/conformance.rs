@@ -66,7 +66,11 @@ fn opening_again_keeps_the_schema_and_the_data() {
         "SELECT count() FROM `{}`.schema_version",
         cfg.database
     ));
-    assert_eq!(versions.trim(), "1", "the migration ran once");
+    assert_eq!(
+        versions.trim(),
+        kb_clickhouse::SCHEMA_VERSION.to_string(),
+        "each migration ran once"
+    );
     let cps = again
         .checkpoints("conf-roundtrip", Endpoint::Allocation)
         .unwrap();
@@ -134,4 +138,74 @@ fn a_crash_before_the_checkpoint_leaves_rows_no_query_counts() {
     );
     let visible = server::raw(&format!("SELECT count() FROM `{db}`.allocations_current"));
     assert_eq!(visible.trim(), v1.len().to_string());
+}
+
+#[test]
+fn clickhouse_store_keeps_the_insight_contract() {
+    let mut cfg = server::config("insights");
+    cfg.batch_rows = 7;
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    if let Err(e) = kb_conformance::insights::insights_roundtrip(&store) {
+        panic!("insight conformance failures:\n{e}");
+    }
+}
+
+#[test]
+fn sqlite_and_clickhouse_readers_give_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = kb_store::SqliteStore::open(&dir.path().join("kb.db")).unwrap();
+    // The SQLite store keeps the insight contract too: the suite is the same for both.
+    kb_conformance::insights::insights_roundtrip(&sqlite).unwrap();
+    let sqlite = kb_store::SqliteStore::open(&dir.path().join("same.db")).unwrap();
+    let ch = server::store("same");
+    kb_conformance::insights::fill(&sqlite).unwrap();
+    kb_conformance::insights::fill(&ch).unwrap();
+    let clusters = kb_conformance::insights::FILL_CLUSTERS;
+    if let Err(e) = kb_conformance::insights::same_answers(
+        &sqlite,
+        &ch,
+        &clusters,
+        kb_conformance::insights::fill_range(),
+    ) {
+        panic!("sqlite and clickhouse differ:\n{e}");
+    }
+}
+
+#[test]
+fn a_version_1_database_is_migrated_to_the_insight_tables() {
+    let cfg = server::config("migrate");
+    let db = cfg.database.clone();
+    // What a build of schema version 1 left: the database, its tables and one version row.
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    let w = kb_conformance::hour_at(kb_conformance::DAY0, 0);
+    let rows = kb_conformance::window_rows("mig", w, 1.0);
+    kb_conformance::put_window(&store, "mig", w, kb_core::Resolution::Hour, &rows).unwrap();
+    drop(store);
+    for t in [
+        "summaries",
+        "anomalies",
+        "forecasts",
+        "insight_commits",
+        "mirror_marks",
+    ] {
+        server::raw(&format!("DROP TABLE `{db}`.{t}"));
+    }
+    server::raw(&format!(
+        "ALTER TABLE `{db}`.schema_version DELETE WHERE version > 1"
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server::raw(&format!("SELECT count() FROM `{db}`.schema_version")).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mutation never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.window_total("mig", w).unwrap().rows,
+        rows.len() as u64
+    );
+    kb_conformance::insights::insights_roundtrip(&store).unwrap();
 }

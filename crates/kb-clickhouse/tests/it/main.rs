@@ -7,4 +7,5 @@
 mod conformance;
 mod errors;
 mod server;
+mod tls;
 mod week;

@@ -1,9 +1,8 @@
-//! A week of simulator data (kb-sim over loopback HTTP, parsed by kb-kubecost) written to the
+//! A week of simulator data (kb-sim served in-process, parsed by kb-kubecost) written to the
 //! ClickHouse store and to the SQLite store reads back with the same totals per window; a
 //! second extraction changes nothing; superseded and abandoned rows are removed in the
 //! background.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kb_clickhouse::ClickHouseStore;
@@ -15,10 +14,8 @@ use kb_store::SqliteStore;
 
 use crate::server;
 
-/// The simulator's "now": 2024-06-03T13:30:00Z.
-const NOW: i64 = 1_717_421_400;
 /// 2024-05-27T00:00:00Z, a Monday: the week written is the 7 days from here.
-const WEEK: i64 = 1_716_768_000;
+const WEEK: i64 = kb_conformance::sim::SIM_WEEK;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
@@ -29,51 +26,6 @@ fn sim_config() -> SimConfig {
         seed: 7,
         ..SimConfig::default()
     }
-}
-
-/// Fetches each cluster's days of the week at pod-hour grain (step 1h, idle rows included).
-fn fetch_week(clusters: &[String]) -> Vec<(String, Window, Vec<Allocation>)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let clock: kb_sim::Clock = Arc::new(|| NOW);
-        let task = tokio::spawn(kb_sim::serve_with_clock(
-            listener,
-            sim_config(),
-            clock,
-            async move {
-                rx.await.ok();
-            },
-        ));
-        let http = reqwest::Client::new();
-        let mut out = Vec::new();
-        for cluster in clusters {
-            for d in 0..7 {
-                let day = Window::new(WEEK + d * DAY, WEEK + (d + 1) * DAY).unwrap();
-                let url = format!(
-                    "http://{addr}/model/allocation?window={}&aggregate=cluster,node,namespace,\
-                     controllerKind,controller,pod&step=1h&idle=true&shareIdle=false\
-                     &filterClusters={cluster}",
-                    day.to_kubecost_param()
-                );
-                let resp = http.get(&url).send().await.unwrap();
-                assert_eq!(resp.status(), 200, "{url}");
-                let body = resp.bytes().await.unwrap();
-                let (rows, _) = kb_kubecost::parse_allocation_document(&body, day).unwrap();
-                assert!(!rows.is_empty(), "{url}");
-                out.push((cluster.clone(), day, rows));
-            }
-        }
-        tx.send(()).ok();
-        task.await.unwrap().unwrap();
-        out
-    })
 }
 
 /// Writes the week: days 0..5 as daily windows of hourly rows, day 6 hour by hour.
@@ -198,7 +150,7 @@ fn wait_physical_equals_visible(db: &str) {
 fn a_week_of_simulator_data_matches_the_sqlite_store_and_rewrites_change_nothing() {
     let fleet = Fleet::new(&sim_config());
     let clusters = fleet.cluster_names();
-    let week = fetch_week(&clusters);
+    let week = kb_conformance::sim::sim_week(&sim_config(), &clusters);
     let rows: usize = week.iter().map(|(_, _, r)| r.len()).sum();
     assert!(rows > 5_000, "{rows} rows");
 

@@ -9,5 +9,6 @@ mod conformance;
 mod errors;
 mod server;
 mod store;
+mod tls;
 mod v2;
 mod week;
