@@ -1,5 +1,5 @@
 //! The aggregator's results in ClickHouse: [`InsightStore`] and [`InsightReader`] for
-//! [`ClickHouseStore`] (schema version 2), so the REST API can be served from ClickHouse.
+//! [`ClickHouseStore`] (schema versions 2 and 3), so the REST API can be served from ClickHouse.
 //!
 //! The same versioned scheme as the window store (see the crate docs), because ClickHouse has
 //! no transactions and its deletes are asynchronous:
@@ -12,6 +12,11 @@
 //!   write is never seen.
 //! - `put_anomalies` does the same with hour slots of the anomaly's start (`kind = 'anomalies'`).
 //! - `put_forecasts` replaces the cluster's list like budgets (rows, then a `snapshots` row).
+//! - `put_recommendations` (schema version 3) replaces the cluster's list the same way, in the
+//!   `recommendations` table: one run row (`is_run = 1`: made_at, the observed window and the
+//!   monthly cost, also on every item row) and one row per item, all of one version, made
+//!   current by its `snapshots` row. So a run with no items still reads back, a reader sees
+//!   one whole run (one query over one version), and "no run yet" is no `snapshots` row.
 //!
 //! Superseded rows are deleted in the background by the store's janitor. Readers keep the
 //! SQLite store's order, and an `api` summary hides a `realtime` one of the same key.
@@ -21,11 +26,13 @@
 //! mirror compares it to decide what to copy again.
 
 use kb_analytics::anomaly::Anomaly;
+use kb_analytics::recommend::{Recommendation, RecommendationKind};
 use kb_analytics::summary::CostTotals;
 use kb_analytics::{CostSummary, Granularity, SeriesKey};
 use kb_core::{Budget, SavingsRecommendation, SpecCostPrediction, Window};
 use kb_pipeline::insights::{
-    ForecastRow, InsightReader, InsightStore, Source, StoredSummary, SummaryQuery, names,
+    ForecastRow, InsightReader, InsightStore, RecommendationSet, Source, StoredSummary,
+    SummaryQuery, names,
 };
 use kb_pipeline::ports::StoreError;
 
@@ -280,6 +287,79 @@ pub(crate) fn forecast_cols() -> Vec<Col<ListCtx, ForecastRow>> {
             name: "has_kubecost",
             ty: "UInt8",
             put: |_, r, b| put_u8(b, u8::from(r.kubecost.is_some())),
+        },
+    ]);
+    cols
+}
+
+/// One row of `recommendations`: the run (`item: None`) or one of its items.
+pub(crate) struct RecommendationRow<'a> {
+    set: &'a RecommendationSet,
+    item: Option<&'a Recommendation>,
+}
+
+macro_rules! rec_str_col {
+    ($name:literal, $field:ident) => {
+        Col::<ListCtx, RecommendationRow<'a>> {
+            name: $name,
+            ty: "String",
+            put: |_, r, b| put_str(b, r.item.map_or("", |i| i.$field.as_str())),
+        }
+    };
+}
+
+/// Columns of `recommendations` (a replaced list, like budgets): the run's fields on every
+/// row, `is_run` marking the run row, then the item's fields (empty on the run row).
+pub(crate) fn recommendation_cols<'a>() -> Vec<Col<ListCtx, RecommendationRow<'a>>> {
+    let mut cols: Vec<Col<ListCtx, RecommendationRow<'a>>> =
+        crate::rows::list_head::<RecommendationRow<'a>>()
+            .into_iter()
+            .collect();
+    cols.extend([
+        Col::<ListCtx, RecommendationRow<'a>> {
+            name: "is_run",
+            ty: "UInt8",
+            put: |_, r, b| put_u8(b, u8::from(r.item.is_none())),
+        },
+        Col {
+            name: "made_at",
+            ty: "Int64",
+            put: |_, r, b| put_i64(b, r.set.made_at),
+        },
+        Col {
+            name: "window_start",
+            ty: "Int64",
+            put: |_, r, b| put_i64(b, r.set.observed.start),
+        },
+        Col {
+            name: "window_end",
+            ty: "Int64",
+            put: |_, r, b| put_i64(b, r.set.observed.end),
+        },
+        Col {
+            name: "monthly_cost",
+            ty: "Float64",
+            put: |_, r, b| put_f64(b, finite(r.set.monthly_cost)),
+        },
+        Col {
+            name: "kind",
+            ty: "String",
+            put: |_, r, b| put_str(b, r.item.map_or("", |i| i.kind.as_str())),
+        },
+        rec_str_col!("namespace", namespace),
+        rec_str_col!("controller_kind", controller_kind),
+        rec_str_col!("controller", controller),
+        rec_str_col!("target", target),
+        rec_str_col!("description", description),
+        Col {
+            name: "current_monthly_cost",
+            ty: "Float64",
+            put: |_, r, b| put_f64(b, finite(r.item.map_or(0.0, |i| i.current_monthly_cost))),
+        },
+        Col {
+            name: "monthly_savings",
+            ty: "Float64",
+            put: |_, r, b| put_f64(b, finite(r.item.map_or(0.0, |i| i.monthly_savings))),
         },
     ]);
     cols
@@ -713,6 +793,69 @@ impl Inner {
     }
 }
 
+impl Inner {
+    fn recommendations(&self, cluster: &str) -> Result<Option<RecommendationSet>, Error> {
+        let op = "read recommendations";
+        // One query over one version: the run row first, then the items, largest saving first.
+        let body = self.query(
+            op,
+            format!(
+                "SELECT is_run, made_at, window_start, window_end, monthly_cost, kind, namespace, \
+                 controller_kind, controller, target, description, current_monthly_cost, \
+                 monthly_savings FROM {} WHERE {} \
+                 ORDER BY is_run DESC, monthly_savings DESC, seq FORMAT RowBinary",
+                self.layout.table("recommendations"),
+                self.current_list("recommendations", cluster)
+            ),
+        )?;
+        let d = decode_err(op);
+        let mut r = Reader::new(&body);
+        let mut set: Option<RecommendationSet> = None;
+        while !r.is_empty() {
+            let is_run = r.u8().map_err(&d)? != 0;
+            let made_at = r.i64().map_err(&d)?;
+            let observed = Window {
+                start: r.i64().map_err(&d)?,
+                end: r.i64().map_err(&d)?,
+            };
+            let monthly_cost = r.f64().map_err(&d)?;
+            let kind = r.string().map_err(&d)?;
+            let namespace = r.string().map_err(&d)?;
+            let controller_kind = r.string().map_err(&d)?;
+            let controller = r.string().map_err(&d)?;
+            let target = r.string().map_err(&d)?;
+            let description = r.string().map_err(&d)?;
+            let current_monthly_cost = r.f64().map_err(&d)?;
+            let monthly_savings = r.f64().map_err(&d)?;
+            let s = set.get_or_insert_with(|| RecommendationSet {
+                cluster: cluster.to_string(),
+                made_at,
+                observed,
+                monthly_cost,
+                items: Vec::new(),
+            });
+            if is_run {
+                continue;
+            }
+            s.items.push(Recommendation {
+                kind: RecommendationKind::parse(&kind).ok_or_else(|| Error::Decode {
+                    op: op.into(),
+                    message: format!("unknown recommendation kind {kind:?}"),
+                })?,
+                cluster: cluster.to_string(),
+                namespace,
+                controller_kind,
+                controller,
+                target,
+                description,
+                current_monthly_cost,
+                monthly_savings,
+            });
+        }
+        Ok(set)
+    }
+}
+
 impl InsightStore for ClickHouseStore {
     fn put_summaries(
         &self,
@@ -756,6 +899,35 @@ impl InsightStore for ClickHouseStore {
             },
         )?)
     }
+
+    fn put_recommendations(&self, set: &RecommendationSet) -> Result<(), StoreError> {
+        if let Some(r) = set.items.iter().find(|r| r.cluster != set.cluster) {
+            return Err(Error::Invalid(format!(
+                "recommendation for cluster {} in the set of cluster {}",
+                r.cluster, set.cluster
+            ))
+            .into());
+        }
+        let cols = recommendation_cols();
+        // Row 0 is the run, rows 1.. its items.
+        Ok(self.inner.put_list(
+            "recommendations",
+            &set.cluster,
+            set.made_at,
+            set.items.len() + 1,
+            column_list(&cols),
+            |ctx, i, out| {
+                let item = match i.checked_sub(1) {
+                    None => None,
+                    Some(j) => match set.items.get(j) {
+                        Some(item) => Some(item),
+                        None => return,
+                    },
+                };
+                encode(&cols, ctx, &RecommendationRow { set, item }, out);
+            },
+        )?)
+    }
 }
 
 impl InsightReader for ClickHouseStore {
@@ -781,6 +953,10 @@ impl InsightReader for ClickHouseStore {
 
     fn predictions(&self, cluster: &str) -> Result<Vec<SpecCostPrediction>, StoreError> {
         ClickHouseStore::predictions(self, cluster)
+    }
+
+    fn recommendations(&self, cluster: &str) -> Result<Option<RecommendationSet>, StoreError> {
+        Ok(self.inner.recommendations(cluster)?)
     }
 }
 

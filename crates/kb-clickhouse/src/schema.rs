@@ -9,17 +9,18 @@
 //!
 //! Version 1 is the window store (allocations, assets, checkpoints, the small lists);
 //! version 2 adds the aggregator's results (`summaries`, `anomalies`, `forecasts`, their
-//! commit rows in `insight_commits`) and the mirror's `mirror_marks`. A database at version 1
-//! gets only the new tables.
+//! commit rows in `insight_commits`) and the mirror's `mirror_marks`; version 3 adds the
+//! bridge's recommendations (`recommendations`, a replaced list with its run row). A database
+//! at an older version gets only the newer tables.
 
-use crate::insights::{anomaly_cols, forecast_cols, summary_cols};
+use crate::insights::{anomaly_cols, forecast_cols, recommendation_cols, summary_cols};
 use crate::rows::{
     ALLOCATION_COLS, ASSET_COLS, budget_cols, column_ddl, prediction_cost_columns,
     prediction_head_cols, savings_cols,
 };
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The MergeTree flavour of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +258,16 @@ pub(crate) fn tables() -> Vec<TableDef> {
             shard_by: "cityHash64(cluster)",
             since: 2,
         },
+        // Version 3: the bridge's recommendations (see `crate::insights`).
+        TableDef {
+            name: "recommendations",
+            columns: cols(&column_ddl(&recommendation_cols())),
+            engine: Engine::MergeTree,
+            partition_by: None,
+            order_by: "cluster, version, seq",
+            shard_by: "cityHash64(cluster)",
+            since: 3,
+        },
     ]
 }
 
@@ -389,7 +400,8 @@ impl Layout {
     }
 
     /// Every statement of migration `version`: the tables it creates (1: the window store,
-    /// 2: the aggregator's results and the mirror's marks), and in 1 the `*_current` views.
+    /// 2: the aggregator's results and the mirror's marks, 3: the bridge's recommendations),
+    /// and in 1 the `*_current` views.
     pub(crate) fn migration(&self, version: u32) -> Vec<String> {
         let mut out = Vec::new();
         for t in tables()
@@ -471,6 +483,41 @@ mod tests {
     }
 
     #[test]
+    fn migration_3_creates_the_recommendations_table_only() {
+        assert_eq!(SCHEMA_VERSION, 3);
+        let v3 = single().migration(3);
+        assert_eq!(
+            v3,
+            vec![
+                "CREATE TABLE IF NOT EXISTS `cloudtuner`.recommendations (cluster String, \
+                 version UInt64, seq UInt32, fetched_at Int64, is_run UInt8, made_at Int64, \
+                 window_start Int64, window_end Int64, monthly_cost Float64, kind String, \
+                 namespace String, controller_kind String, controller String, target String, \
+                 description String, current_monthly_cost Float64, monthly_savings Float64) \
+                 ENGINE = MergeTree() ORDER BY (cluster, version, seq)"
+                    .to_string()
+            ]
+        );
+        // Every version up to this build's has a migration, and none creates a table twice.
+        let mut names: Vec<&str> = tables().iter().map(|t| t.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for v in 1..=SCHEMA_VERSION {
+            assert!(!single().migration(v).is_empty(), "migration {v}");
+        }
+        assert!(single().migration(SCHEMA_VERSION + 1).is_empty());
+        assert!(
+            single()
+                .migration(3)
+                .iter()
+                .chain(&clustered().migration(3))
+                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS "))
+        );
+    }
+
+    #[test]
     fn cluster_ddl_uses_replicated_local_tables_behind_distributed_ones() {
         let l = clustered();
         assert_eq!(
@@ -525,6 +572,23 @@ mod tests {
             "ALTER TABLE `cloudtuner`.allocations_local ON CLUSTER `prod` "
         );
         assert_eq!(l.table("allocations"), "`cloudtuner`.allocations");
+        // Migration 3: the recommendations, a local and a Distributed table.
+        let v3 = l.migration(3);
+        assert_eq!(v3.len(), 2);
+        assert!(v3[0].starts_with(
+            "CREATE TABLE IF NOT EXISTS `cloudtuner`.recommendations_local ON CLUSTER `prod` \
+             (cluster String, version UInt64, seq UInt32, fetched_at Int64, is_run UInt8, "
+        ));
+        assert!(v3[0].ends_with(
+            "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/cloudtuner/recommendations_local', '{replica}') \
+             ORDER BY (cluster, version, seq)"
+        ));
+        assert_eq!(
+            v3[1],
+            "CREATE TABLE IF NOT EXISTS `cloudtuner`.recommendations ON CLUSTER `prod` \
+             AS `cloudtuner`.recommendations_local \
+             ENGINE = Distributed('prod', 'cloudtuner', 'recommendations_local', cityHash64(cluster))"
+        );
         let boot = l.bootstrap();
         assert_eq!(boot.len(), 3);
         assert!(

@@ -3,18 +3,24 @@
 //!
 //! - [`insights_roundtrip`]: summaries read back per dimension, granularity and filter; a
 //!   rewrite (also an empty one) replaces what its range held; an `api` summary hides a
-//!   `realtime` one of the same key; anomalies and forecasts are replaced and read back.
-//! - [`fill`]: writes the same allocation windows, summaries, anomalies, forecasts, budgets,
-//!   savings and predictions into a store, so [`same_answers`] can compare two backends.
+//!   `realtime` one of the same key; anomalies and forecasts are replaced and read back; the
+//!   bridge's recommendations read back largest saving first, a new run replaces the
+//!   cluster's, a run with no items still reads back, and no run reads as `None`.
+//! - [`fill`]: writes the same allocation windows, summaries, anomalies, forecasts, the
+//!   bridge's recommendations, budgets, savings and predictions into a store, so
+//!   [`same_answers`] can compare two backends.
 //! - [`same_answers`]: totals per window for every grouping and granularity (1e-9 relative),
-//!   clusters with their freshness, summaries, anomalies, forecasts and the small lists.
+//!   clusters with their freshness, summaries, anomalies, forecasts, recommendations and the
+//!   small lists.
 
 use kb_analytics::anomaly::{Anomaly, DetectorKind, Severity};
+use kb_analytics::recommend::{Recommendation, RecommendationKind};
 use kb_analytics::summary::CostTotals;
 use kb_analytics::{CostSummary, Dimension, Granularity as G, SeriesKey};
 use kb_core::{Resolution, Window};
 use kb_pipeline::insights::{
-    ForecastRow, InsightReader, InsightStore, Source, StoredSummary, SummaryQuery,
+    ForecastRow, InsightReader, InsightStore, RecommendationSet, Source, StoredSummary,
+    SummaryQuery,
 };
 use kb_pipeline::ports::{CostQuery, CostReader, CostStore, Granularity, GroupBy};
 
@@ -119,6 +125,192 @@ pub fn forecast(cluster: &str, ns: &str, horizon_days: u32, total: f64) -> Forec
         upper: total * 1.2,
         kubecost: (horizon_days == 7).then_some(total * 1.01),
     }
+}
+
+/// One of the bridge's recommendations for a controller of namespace `ns`.
+pub fn recommendation(
+    cluster: &str,
+    kind: RecommendationKind,
+    ns: &str,
+    monthly_savings: f64,
+) -> Recommendation {
+    Recommendation {
+        kind,
+        cluster: cluster.into(),
+        namespace: ns.into(),
+        controller_kind: "deployment".into(),
+        controller: format!("{ns}-api"),
+        target: if kind == RecommendationKind::RequestSizing {
+            "server".into()
+        } else {
+            String::new()
+        },
+        description: format!(
+            "{} of {ns}: \"saves\" {monthly_savings:.2}/month",
+            kind.as_str()
+        ),
+        current_monthly_cost: monthly_savings * 2.5,
+        monthly_savings,
+    }
+}
+
+/// A run's recommendations, made at the end of `observed`.
+pub fn recommendation_set(
+    cluster: &str,
+    observed: Window,
+    monthly_cost: f64,
+    items: Vec<Recommendation>,
+) -> RecommendationSet {
+    RecommendationSet {
+        cluster: cluster.into(),
+        made_at: observed.end + 120,
+        observed,
+        monthly_cost,
+        items,
+    }
+}
+
+/// The recommendations part of [`insights_roundtrip`].
+fn recommendations_roundtrip<S: InsightStore + InsightReader>(store: &S) -> Check {
+    let (c1, c2) = ("ins-rec-1", "ins-rec-2");
+    let got = store
+        .recommendations(c1)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.is_none(), || {
+        format!("no run yet must read as None: {got:?}")
+    })?;
+    let week = Window::new(INSIGHT_DAY0, INSIGHT_DAY0 + 7 * DAY).unwrap();
+    // Put out of order: read back largest saving first (ties in the order put).
+    let first = recommendation_set(
+        c1,
+        week,
+        1234.5,
+        vec![
+            recommendation(c1, RecommendationKind::RequestSizing, "alpha", 12.25),
+            recommendation(c1, RecommendationKind::NodePoolSizing, "", 410.0),
+            recommendation(c1, RecommendationKind::SpotCandidate, "beta", 12.25),
+            recommendation(c1, RecommendationKind::AbandonedWorkload, "old", 55.5),
+            // A negative saving: advice that asks for more.
+            recommendation(c1, RecommendationKind::RequestSizing, "gamma", -3.0),
+        ],
+    );
+    let mut sorted = first.clone();
+    sorted
+        .items
+        .sort_by(|a, b| b.monthly_savings.total_cmp(&a.monthly_savings));
+    // Stored twice: still one copy.
+    for _ in 0..2 {
+        store
+            .put_recommendations(&first)
+            .map_err(store_err("put recommendations"))?;
+    }
+    let got = store
+        .recommendations(c1)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.as_ref() == Some(&sorted), || {
+        format!(
+            "recommendations:
+ got {got:?}
+want {sorted:?}"
+        )
+    })?;
+    // Another cluster's run is its own.
+    let other = recommendation_set(
+        c2,
+        week,
+        99.0,
+        vec![recommendation(
+            c2,
+            RecommendationKind::SpotCandidate,
+            "web",
+            7.0,
+        )],
+    );
+    store
+        .put_recommendations(&other)
+        .map_err(store_err("put recommendations"))?;
+    // A newer run replaces the whole list, window and monthly cost included.
+    let later = Window::new(week.start + DAY, week.end + DAY).unwrap();
+    let second = recommendation_set(
+        c1,
+        later,
+        1100.0,
+        vec![recommendation(
+            c1,
+            RecommendationKind::AbandonedWorkload,
+            "old",
+            60.0,
+        )],
+    );
+    store
+        .put_recommendations(&second)
+        .map_err(store_err("replace recommendations"))?;
+    let got = store
+        .recommendations(c1)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.as_ref() == Some(&second), || {
+        format!(
+            "replaced recommendations:
+ got {got:?}
+want {second:?}"
+        )
+    })?;
+    let got = store
+        .recommendations(c2)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.as_ref() == Some(&other), || {
+        format!(
+            "the other cluster's recommendations:
+ got {got:?}
+want {other:?}"
+        )
+    })?;
+    // A run with nothing to recommend is still a run: its time, window and cost read back.
+    let empty = recommendation_set(c1, later, 1000.0, Vec::new());
+    store
+        .put_recommendations(&empty)
+        .map_err(store_err("put an empty run"))?;
+    let got = store
+        .recommendations(c1)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.as_ref() == Some(&empty), || {
+        format!(
+            "empty run:
+ got {got:?}
+want {empty:?}"
+        )
+    })?;
+    // An item of another cluster is refused and changes nothing.
+    let mixed = recommendation_set(
+        c1,
+        later,
+        5.0,
+        vec![recommendation(
+            c2,
+            RecommendationKind::SpotCandidate,
+            "web",
+            1.0,
+        )],
+    );
+    ensure(store.put_recommendations(&mixed).is_err(), || {
+        "an item of another cluster must be refused".into()
+    })?;
+    let got = store
+        .recommendations(c1)
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.as_ref() == Some(&empty), || {
+        format!(
+            "after a refused run:
+ got {got:?}
+want {empty:?}"
+        )
+    })?;
+    let got = store
+        .recommendations("ins-nope")
+        .map_err(store_err("read recommendations"))?;
+    ensure(got.is_none(), || {
+        format!("an unknown cluster's recommendations: {got:?}")
+    })
 }
 
 fn namespace_query(cluster: &str, g: G, range: Window) -> SummaryQuery {
@@ -457,7 +649,7 @@ pub fn insights_roundtrip<S: InsightStore + InsightReader>(store: &S) -> Check {
             .is_empty(),
         || "forecasts of an unknown cluster".into(),
     )?;
-    Ok(())
+    recommendations_roundtrip(store)
 }
 
 /// The clusters [`fill`] writes.
@@ -470,7 +662,8 @@ pub fn fill_range() -> Window {
 
 /// Writes the same data into any store: hourly allocation windows (one re-extracted, so a
 /// double count would show), summaries of every granularity from both sources, anomalies,
-/// forecasts, budgets, savings and predictions.
+/// forecasts, the bridge's recommendations (an empty run for the second cluster), budgets,
+/// savings and predictions.
 pub fn fill<S: CostStore + InsightStore>(store: &S) -> Check {
     let range = fill_range();
     for (ci, c) in FILL_CLUSTERS.iter().enumerate() {
@@ -541,6 +734,23 @@ pub fn fill<S: CostStore + InsightStore>(store: &S) -> Check {
                 ],
             )
             .map_err(store_err("put forecasts"))?;
+        let items = if ci == 0 {
+            vec![
+                recommendation(c, RecommendationKind::RequestSizing, "alpha", 8.5),
+                recommendation(c, RecommendationKind::NodePoolSizing, "", 140.0),
+                recommendation(c, RecommendationKind::SpotCandidate, "beta", 8.5),
+            ]
+        } else {
+            Vec::new()
+        };
+        store
+            .put_recommendations(&recommendation_set(
+                c,
+                range,
+                720.0 * (1.0 + ci as f64),
+                items,
+            ))
+            .map_err(store_err("put recommendations"))?;
         store
             .put_budgets(c, &[budget("b1", 100.0), budget("b2", 250.0)], range.end)
             .map_err(store_err("put budgets"))?;
@@ -564,7 +774,7 @@ pub fn fill<S: CostStore + InsightStore>(store: &S) -> Check {
 /// Checks that two readers holding the same data give the same answers to every read the API
 /// makes: cost totals per window (every grouping, granularity and idle choice, per cluster and
 /// for all), clusters and freshness, summaries of every dimension and granularity, anomalies,
-/// forecasts, budgets, savings and predictions.
+/// forecasts, the bridge's recommendations, budgets, savings and predictions.
 pub fn same_answers<A, B>(a: &A, b: &B, clusters: &[&str], range: Window) -> Check
 where
     A: CostReader + InsightReader,
@@ -638,6 +848,15 @@ where
         );
         ensure(!fa.is_empty() && fa == fb, || {
             format!("{c}: forecasts differ:\n{fa:?}\n{fb:?}")
+        })?;
+        let (ra, rb) = (
+            a.recommendations(c)
+                .map_err(store_err("recommendations (a)"))?,
+            b.recommendations(c)
+                .map_err(store_err("recommendations (b)"))?,
+        );
+        ensure(ra.is_some() && ra == rb, || {
+            format!("{c}: recommendations differ:\n{ra:?}\n{rb:?}")
         })?;
         let (ba, bb) = (
             a.budgets(c).map_err(store_err("budgets (a)"))?,

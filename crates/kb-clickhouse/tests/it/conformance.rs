@@ -172,7 +172,7 @@ fn sqlite_and_clickhouse_readers_give_the_same_answers() {
 }
 
 #[test]
-fn a_version_1_database_is_migrated_to_the_insight_tables() {
+fn a_version_1_database_is_migrated_to_the_insight_and_recommendation_tables() {
     let cfg = server::config("migrate");
     let db = cfg.database.clone();
     // What a build of schema version 1 left: the database, its tables and one version row.
@@ -187,6 +187,7 @@ fn a_version_1_database_is_migrated_to_the_insight_tables() {
         "forecasts",
         "insight_commits",
         "mirror_marks",
+        "recommendations",
     ] {
         server::raw(&format!("DROP TABLE `{db}`.{t}"));
     }
@@ -202,7 +203,11 @@ fn a_version_1_database_is_migrated_to_the_insight_tables() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let store = ClickHouseStore::open(&cfg).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        kb_clickhouse::SCHEMA_VERSION
+    );
+    assert_eq!(kb_clickhouse::SCHEMA_VERSION, 3);
     assert_eq!(
         store.window_total("mig", w).unwrap().rows,
         rows.len() as u64

@@ -40,3 +40,11 @@ fn sqlite_store_passes_the_conformance_suite() {
         panic!("conformance failures:\n{e}");
     }
 }
+
+#[test]
+fn sqlite_store_passes_the_insight_suite() {
+    let (_dir, store) = crate::common::store();
+    if let Err(e) = kb_conformance::insights::insights_roundtrip(&store) {
+        panic!("insight conformance failures:\n{e}");
+    }
+}
