@@ -281,7 +281,7 @@ pub(crate) fn clickhouse_config(cfg: &Config) -> Result<kb_clickhouse::ClickHous
 /// Reads the TLS files of a store section (`clickhouse`, `influxdb`); a missing or unreadable
 /// file, or one without the PEM it should hold, is a usage error at start-up.
 pub(crate) fn read_tls(
-    files: &crate::config::TlsFiles,
+    files: &crate::config::StoreTls,
     section: &str,
 ) -> Result<kb_pipeline::tls::ClientTls, Failure> {
     let read = |p: &Path, key: &str| {

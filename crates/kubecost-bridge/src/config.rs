@@ -682,7 +682,7 @@ pub(crate) struct InfluxSettings {
     pub password: Option<SecretSource>,
     /// `(org, bucket, token)` for the v2 API.
     pub v2: Option<(String, String, SecretSource)>,
-    pub tls: TlsFiles,
+    pub tls: StoreTls,
 }
 
 /// How to reach ClickHouse (`clickhouse:`; the URL is `cloudtuner.storage.clickhouse`).
@@ -695,26 +695,26 @@ pub(crate) struct ClickhouseSettings {
     pub cluster: Option<String>,
     /// How often the mirror copies windows it lacks from the embedded store.
     pub mirror_interval: Duration,
-    pub tls: TlsFiles,
+    pub tls: StoreTls,
 }
 
 /// TLS files of an `https://` store URL (`ca_file`, `client_cert_file`, `client_key_file`),
 /// read by the wiring at start-up.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct TlsFiles {
+pub(crate) struct StoreTls {
     /// PEM CA certificates to trust besides the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate and key, for mutual TLS (both or neither).
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-fn tls_files(
+fn store_tls(
     section: &str,
     ca: &Option<String>,
     cert: &Option<String>,
     key: &Option<String>,
     problems: &mut Vec<ConfigProblem>,
-) -> TlsFiles {
+) -> StoreTls {
     let client = match (cert, key) {
         (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
         (None, None) => None,
@@ -726,7 +726,7 @@ fn tls_files(
             None
         }
     };
-    TlsFiles {
+    StoreTls {
         ca_file: ca.as_ref().map(PathBuf::from),
         client,
     }
@@ -1436,7 +1436,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Option<Config>
             Duration::from_secs(60),
             problems,
         ),
-        tls: tls_files(
+        tls: store_tls(
             "clickhouse",
             &ch.ca_file,
             &ch.client_cert_file,
@@ -1883,7 +1883,7 @@ fn influx_settings(raw: &RawInfluxdb, problems: &mut Vec<ConfigProblem>) -> Infl
             problems,
         ),
         v2,
-        tls: tls_files(
+        tls: store_tls(
             "influxdb",
             &raw.ca_file,
             &raw.client_cert_file,

@@ -323,9 +323,9 @@ fn changed<T>(
     (changed, gone)
 }
 
-/// Copies to ClickHouse the aggregator's results (summaries, anomalies, forecasts) and
-/// Kubecost's lists (budgets, savings, predictions) that differ from the embedded store's, so
-/// ClickHouse can serve the API. Each kind is split into units (a day, a month, or the whole
+/// Copies to ClickHouse the aggregator's results (summaries, anomalies, forecasts, the
+/// bridge's recommendations) and Kubecost's lists (budgets, savings, predictions) that differ
+/// from the embedded store's, so ClickHouse can serve the API. Each kind is split into units (a day, a month, or the whole
 /// list); a unit is copied when its fingerprint differs from the mark the mirror left in
 /// ClickHouse with its last copy. Returns the rows copied.
 pub(crate) fn sync_insights(
@@ -440,6 +440,22 @@ pub(crate) fn sync_insights(
         rows += copy_list(ch, cluster, "predictions", &predictions, || {
             ch.put_predictions(cluster, &predictions, now)
         })?;
+        // The bridge's recommendations: the newest run (its items, window and monthly cost),
+        // one unit. Before the aggregator made any there is nothing to copy.
+        let recommendations = primary.recommendations(cluster)?;
+        if copy_list(
+            ch,
+            cluster,
+            "recommendations",
+            recommendations.as_slice(),
+            || match &recommendations {
+                Some(set) => ch.put_recommendations(set),
+                None => Ok(()),
+            },
+        )? > 0
+        {
+            rows += recommendations.as_ref().map_or(0, |s| s.items.len() as u64);
+        }
     }
     Ok(rows)
 }

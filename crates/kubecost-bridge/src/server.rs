@@ -458,11 +458,11 @@ impl InsightReader for LazyClickHouse {
     fn recommendations(
         &self,
         cluster: &str,
-    ) -> Result<Option<kb_pipeline::insights::RecommendationSet>, kb_pipeline::ports::StoreError> {
+    ) -> Result<Option<kb_pipeline::insights::RecommendationSet>, kb_pipeline::ports::StoreError>
+    {
         InsightReader::recommendations(self.get()?.as_ref(), cluster)
     }
 }
-
 
 /// The API's state over the store `api.query_store` names (the embedded store by default).
 fn api_state(

@@ -108,7 +108,7 @@ fn kubernetes_metadata_fills_labels_kubecost_lacks_and_feeds_the_mapping_rules()
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let ca = write(dir.path(), "ca.crt", &cert.cert.pem());
     let token = write(dir.path(), "token", &format!("{TOKEN}\n"));
-    let (api, seen) = fake_api(&cert.cert.pem(), &cert.key_pair.serialize_pem());
+    let (api, seen) = fake_api(&cert.cert.pem(), &cert.signing_key.serialize_pem());
     // The recorded pod exists in this hour of the seeded simulator.
     let window = Window {
         start: 1_794_787_200, // 2026-11-16T00:00:00Z

@@ -1,6 +1,6 @@
-//! `api.query_store: clickhouse`: the mirror copies the aggregator's results and Kubecost's
-//! lists to ClickHouse, and `run` serves the API from ClickHouse with the same answers as
-//! from SQLite. `check-config` refuses the choice when no ClickHouse is configured.
+//! `api.query_store: clickhouse`: the mirror copies the aggregator's results (the bridge's
+//! recommendations included) and Kubecost's lists to ClickHouse, and `run` serves the API
+//! (namespace totals, `/optimization`) from ClickHouse with the same answers as from SQLite. `check-config` refuses the choice when no ClickHouse is configured.
 
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,12 @@ impl Drop for Child {
 fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child, String) {
     let port = free_port();
     let yaml = std::fs::read_to_string(cfg).unwrap();
+    // No catch-up aggregation: both runs serve what the backfill aggregated (and mirrored),
+    // not a newer run of the advice made at their own start.
     let yaml = yaml
         .replace("__PORT__", &port.to_string())
-        .replace("__QUERY_STORE__", query_store);
+        .replace("__QUERY_STORE__", query_store)
+        + "aggregation:\n  enabled: false\n";
     let path = cfg.with_file_name(format!("config-{query_store}-{port}.yaml"));
     std::fs::write(&path, yaml).unwrap();
     let child = Child(
@@ -92,10 +95,35 @@ fn wait_ok(child: &mut Child, url: &str) -> serde_json::Value {
 }
 
 /// Starts `run` with `query_store`, waits until it serves, and returns the namespaces answer
-/// for `range` (the JSON body).
-fn serve_namespaces(cfg: &std::path::Path, query_store: &str, range: Window) -> serde_json::Value {
+/// for `range` and the `/optimization` answer (the JSON bodies).
+fn serve_namespaces(
+    cfg: &std::path::Path,
+    query_store: &str,
+    range: Window,
+) -> (serde_json::Value, serde_json::Value) {
     let (mut child, url) = start_run(cfg, query_store, range);
-    wait_ok(&mut child, &url)
+    let namespaces = wait_ok(&mut child, &url);
+    let base = url.split("/namespaces?").next().unwrap();
+    let optimization = wait_ok(&mut child, &format!("{base}/optimization"));
+    (namespaces, optimization)
+}
+
+/// The bridge's part of an `/optimization` answer: its run (when, window, monthly cost) and
+/// its recommendations, Kubecost's left out.
+fn bridge_advice(v: &serde_json::Value) -> serde_json::Value {
+    let recs: Vec<serde_json::Value> = v["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "bridge")
+        .cloned()
+        .collect();
+    serde_json::json!({
+        "monthly_cost": v["monthly_cost"],
+        "made_at": v["made_at"],
+        "observed": v["observed"],
+        "recommendations": recs,
+    })
 }
 
 fn namespace_totals(v: &serde_json::Value) -> Vec<(String, f64)> {
@@ -194,10 +222,26 @@ fn run_serves_the_same_namespace_totals_from_clickhouse_as_from_sqlite() {
         InsightReader::savings(&ch, "cluster-1").unwrap(),
         sqlite.savings("cluster-1").unwrap()
     );
+    let advice = sqlite.recommendations("cluster-1").unwrap();
+    assert!(
+        advice.as_ref().is_some_and(|a| !a.items.is_empty()),
+        "the backfill made the bridge's recommendations: {advice:?}"
+    );
+    assert_eq!(ch.recommendations("cluster-1").unwrap(), advice);
     drop((sqlite, ch));
 
-    let from_sqlite = serve_namespaces(&cfg_path, "sqlite", range);
-    let from_clickhouse = serve_namespaces(&cfg_path, "clickhouse", range);
+    let (from_sqlite, opt_sqlite) = serve_namespaces(&cfg_path, "sqlite", range);
+    let (from_clickhouse, opt_clickhouse) = serve_namespaces(&cfg_path, "clickhouse", range);
+    // `/optimization`: the same bridge advice from either store.
+    let advice = advice.unwrap();
+    let (ba, bb) = (bridge_advice(&opt_sqlite), bridge_advice(&opt_clickhouse));
+    assert_eq!(ba, bb, "sqlite {opt_sqlite}\nclickhouse {opt_clickhouse}");
+    assert_eq!(
+        ba["recommendations"].as_array().unwrap().len(),
+        advice.items.len(),
+        "{opt_sqlite}"
+    );
+    assert!(ba["made_at"].is_string(), "{opt_sqlite}");
     let (a, b) = (
         namespace_totals(&from_sqlite),
         namespace_totals(&from_clickhouse),

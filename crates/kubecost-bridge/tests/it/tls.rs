@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -57,7 +57,7 @@ fn run_serves_https_from_the_configured_certificate_and_key() {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let cert_pem = cert.cert.pem();
     let cert_file = write(dir.path(), "tls.crt", &cert_pem);
-    let key_file = write(dir.path(), "tls.key", &cert.key_pair.serialize_pem());
+    let key_file = write(dir.path(), "tls.key", &cert.signing_key.serialize_pem());
     let port = free_port();
     let extra = format!(
         "extract:\n  lookback: 1h\n  settle: 0s\naggregation:\n  enabled: false\napi:\n  listen: \"127.0.0.1:{port}\"\n  audit_log: \"off\"\n  tls:\n    cert_file: \"{}\"\n    key_file: \"{}\"\n",
@@ -156,16 +156,16 @@ fn pki() -> Pki {
     ca_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "kubecost-bridge test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let server_key = KeyPair::generate().unwrap();
     let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
+        .signed_by(&server_key, &ca)
         .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(vec!["kubecost-bridge".to_string()]).unwrap();
     client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
     Pki {
         ca: ca.pem(),
         server_cert: server.pem(),
