@@ -60,7 +60,7 @@ fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child,
     let yaml = yaml
         .replace("__PORT__", &port.to_string())
         .replace("__QUERY_STORE__", query_store)
-        + "aggregation:\n  enabled: false\n";
+        .replace("__AGGREGATION__", "false");
     let path = cfg.with_file_name(format!("config-{query_store}-{port}.yaml"));
     std::fs::write(&path, yaml).unwrap();
     let child = Child(
@@ -147,7 +147,8 @@ fn run_serves_the_same_namespace_totals_from_clickhouse_as_from_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "{FAST}clickhouse:\n  database: bridge_query_store\n  mirror_interval: 1s\n\
-         api:\n  listen: \"127.0.0.1:__PORT__\"\n  query_store: __QUERY_STORE__\n  cache_ttl: 1s\n"
+         api:\n  listen: \"127.0.0.1:__PORT__\"\n  query_store: __QUERY_STORE__\n  cache_ttl: 1s\n\
+         aggregation:\n  enabled: __AGGREGATION__\n  optimization:\n    observe: 12d\n"
     );
     let cfg_path = write_config(dir.path(), &sim, &["cluster-1"], &extra);
     let yaml = std::fs::read_to_string(&cfg_path).unwrap().replace(
@@ -162,13 +163,14 @@ fn run_serves_the_same_namespace_totals_from_clickhouse_as_from_sqlite() {
     std::fs::write(&cfg_path, &yaml).unwrap();
 
     // Backfill: SQLite gets the windows and the aggregator's results, and the mirror copies
-    // both to ClickHouse.
+    // both to ClickHouse. The backfilled days are 10 days ago: the advice observes 12 days.
     let range = past_range(30);
     let backfill_cfg = cfg_path.with_file_name("config-backfill.yaml");
     std::fs::write(
         &backfill_cfg,
         yaml.replace("__PORT__", "0")
-            .replace("__QUERY_STORE__", "sqlite"),
+            .replace("__QUERY_STORE__", "sqlite")
+            .replace("__AGGREGATION__", "true"),
     )
     .unwrap();
     run_ok(
