@@ -429,7 +429,8 @@ fn api_state(
         ..kb_api::Limits::default()
     })
     .with_rules(cfg.aggregation.rules.clone())
-    .with_budgets(cfg.budgets.clone());
+    .with_budgets(cfg.budgets.clone())
+    .with_alerts(Arc::new(crate::alert_reader::StoredAlerts(store.clone())));
     state.currency.clone_from(&a.currency);
     Ok(state)
 }
