@@ -1452,7 +1452,13 @@ async fn budgets_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
         for b in st.budgets.iter().filter(|b| b.cluster == cluster) {
             budgets.push(crate::insight::config_budget(ins, b, now)?);
         }
-        for b in st.insights.budgets(&cluster)? {
+        // Kubecost's budgets are fleet-wide: one scoped to other clusters is not this one's.
+        for b in st
+            .insights
+            .budgets(&cluster)?
+            .into_iter()
+            .filter(|b| crate::insight::kubecost_budget_applies(b, &cluster))
+        {
             budgets.push(crate::insight::kubecost_budget(
                 ins,
                 b,

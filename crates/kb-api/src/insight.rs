@@ -221,6 +221,17 @@ pub(crate) fn config_budget(
     Ok(out)
 }
 
+/// Whether a Kubecost budget concerns `cluster`: it has no `cluster` scope, or its `cluster`
+/// scope names it (case-insensitively, as Kubecost matches filter values).
+pub(crate) fn kubecost_budget_applies(b: &Budget, cluster: &str) -> bool {
+    b.values
+        .iter()
+        .filter(|(category, _)| category.eq_ignore_ascii_case("cluster"))
+        .all(|(_, values)| {
+            values.is_empty() || values.iter().any(|v| v.eq_ignore_ascii_case(cluster))
+        })
+}
+
 /// The part of `cluster` a Kubecost budget covers, when the summaries know it: the cluster
 /// itself or a list of its namespaces. Label and other scopes give `None`.
 fn kubecost_scope(b: &Budget, cluster: &str) -> Option<Scope> {
@@ -333,4 +344,40 @@ pub(crate) fn prediction_for(
         monthly_change: change,
         horizon_change: change * f64::from(horizon_days) * 24.0 / 730.0,
     })
+}
+
+#[cfg(test)]
+mod applies_tests {
+    use super::*;
+
+    fn budget(values: &[(&str, &[&str])]) -> Budget {
+        Budget {
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            ..Budget::default()
+        }
+    }
+
+    #[test]
+    fn a_kubecost_budget_scoped_to_other_clusters_is_not_this_ones() {
+        assert!(kubecost_budget_applies(&budget(&[]), "a"));
+        assert!(kubecost_budget_applies(
+            &budget(&[("namespace", &["x"])]),
+            "a"
+        ));
+        assert!(kubecost_budget_applies(
+            &budget(&[("cluster", &["b", "A"])]),
+            "a"
+        ));
+        assert!(!kubecost_budget_applies(
+            &budget(&[("cluster", &["b"])]),
+            "a"
+        ));
+        assert!(!kubecost_budget_applies(
+            &budget(&[("Cluster", &["b"]), ("namespace", &["x"])]),
+            "a"
+        ));
+    }
 }

@@ -12,7 +12,7 @@
 //! | `GET /costs/kubernetes/{cluster}/budgets` | [`InsightReader::budgets`] |
 //! | `GET /costs/kubernetes/{cluster}/anomalies` | [`InsightReader::anomalies`] |
 //! | `GET /costs/kubernetes/{cluster}/forecast` | [`InsightReader::forecasts`] |
-//! | `GET /costs/kubernetes/{cluster}/alerts` | [`AlertReader`] (empty until alerting lands) |
+//! | `GET /costs/kubernetes/{cluster}/alerts` | [`AlertReader`] (the binary reads the alert states kb-ops keeps in the store) |
 //! | `GET /costs/kubernetes/{cluster}/teams` | team summaries (no fallback: teams exist only there) |
 //! | `GET /export/focus` | [`CostReader::costs`] by pod (raw allocations), FOCUS 1.x CSV |
 //! | `GET /admin/keys` | the key ring (admin scope) |
@@ -70,7 +70,7 @@ pub use error::ApiError;
 pub use jwt::{Jwks, JwtAuth, JwtConfig};
 pub use model::Alert;
 
-/// Reads alerts for the `/alerts` endpoint (alert rules arrive with issue 7).
+/// Reads alerts for the `/alerts` endpoint (the binary reads the states kb-ops keeps).
 pub trait AlertReader: Send + Sync {
     /// The cluster's alerts, newest first.
     fn alerts(&self, cluster: &str) -> Result<Vec<Alert>, StoreError>;

@@ -358,7 +358,7 @@ pub struct ForecastResponse {
     pub forecasts: Vec<ForecastOut>,
 }
 
-/// A cost alert (alert rules arrive with the alerting issue; the list is empty until then).
+/// An alert of the bridge's own rules (kb-ops): firing or resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Alert {
     pub id: String,

@@ -594,6 +594,7 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
         ),
         None => None,
     };
+    let readiness = server.readiness.clone();
     let serving = tokio::spawn(server.serve_on(listener, tls, shutdown.clone()));
     let now = chrono::Utc::now().timestamp();
     let (from, until) = lookback_range(now, cfg.extract.lookback);
@@ -608,7 +609,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
 
     let alloc = {
         let (cfg, ex, sd) = (cfg.clone(), ex.clone(), shutdown.clone());
+        let alive = readiness.alive("allocation schedule");
         tokio::spawn(async move {
+            let _alive = alive;
             while cfg.allocation_schedule.wait_next(&sd).await.is_ok() {
                 let now = chrono::Utc::now().timestamp();
                 let (from, until) = lookback_range(now, cfg.extract.lookback);
@@ -624,7 +627,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     };
     let assets = {
         let (cfg, ex, sd) = (cfg.clone(), ex.clone(), shutdown.clone());
+        let alive = readiness.alive("asset schedule");
         tokio::spawn(async move {
+            let _alive = alive;
             while cfg.asset_schedule.wait_next(&sd).await.is_ok() {
                 let now = chrono::Utc::now().timestamp();
                 let (from, until) = lookback_range(now, cfg.extract.lookback);
@@ -640,7 +645,9 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
     };
     let cleanup = {
         let (cfg, store, sd) = (cfg.clone(), store.clone(), shutdown.clone());
+        let alive = readiness.alive("cleanup schedule");
         tokio::spawn(async move {
+            let _alive = alive;
             while cfg.cleanup_schedule.wait_next(&sd).await.is_ok() {
                 let before =
                     chrono::Utc::now().timestamp() - cfg.allocation_retention.as_secs() as i64;
@@ -660,7 +667,12 @@ pub(crate) async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), Failure> 
             shutdown.clone(),
             metrics.clone(),
         );
+        let alive = cfg
+            .aggregation
+            .enabled
+            .then(|| readiness.alive("aggregation schedule"));
         tokio::spawn(async move {
+            let _alive = alive;
             if !cfg.aggregation.enabled {
                 return;
             }

@@ -10,6 +10,7 @@
 )]
 
 mod aggregate;
+mod alert_reader;
 mod app;
 mod config;
 mod demo;

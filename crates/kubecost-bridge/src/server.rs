@@ -38,6 +38,70 @@ use crate::realtime::{Realtime, persist_loop};
 pub(crate) struct Server {
     pub router: Router,
     receiver: Option<Receiver>,
+    /// What `/readyz` checks besides the store: the schedules `run` registers.
+    pub readiness: Arc<Readiness>,
+}
+
+/// The long-running tasks `/readyz` watches. A task holds an [`Alive`] guard for as long as
+/// it runs; one that ends or panics before shutdown makes `/readyz` answer 503 and name it.
+/// Before any task registers (the start-up catch-up), readiness rests on the store alone, so
+/// the API serves while history is fetched. After SIGTERM it answers 503, so traffic moves
+/// away while the windows in flight finish.
+#[derive(Debug)]
+pub(crate) struct Readiness {
+    tasks: std::sync::Mutex<Vec<(&'static str, Arc<std::sync::atomic::AtomicBool>)>>,
+    shutdown: Shutdown,
+}
+
+/// Marks a task alive until dropped.
+#[derive(Debug)]
+pub(crate) struct Alive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Readiness {
+    pub(crate) fn new(shutdown: Shutdown) -> Readiness {
+        Readiness {
+            tasks: std::sync::Mutex::new(Vec::new()),
+            shutdown,
+        }
+    }
+
+    /// Registers a running task; keep the guard inside it.
+    pub(crate) fn alive(&self, name: &'static str) -> Alive {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut g = match self.tasks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push((name, flag.clone()));
+        Alive(flag)
+    }
+
+    /// `Err(reason)` while shutting down or when a registered task has stopped.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.shutdown.is_triggered() {
+            return Err("shutting down".to_string());
+        }
+        let g = match self.tasks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let stopped: Vec<&str> = g
+            .iter()
+            .filter(|(_, f)| !f.load(std::sync::atomic::Ordering::SeqCst))
+            .map(|(n, _)| *n)
+            .collect();
+        if stopped.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("stopped: {}", stopped.join(", ")))
+        }
+    }
 }
 
 /// Builds the router and starts the real-time path (spool, delivery, scrapers, persistence).
@@ -62,13 +126,19 @@ pub(crate) fn build(
     );
     realtime.stop_on(shutdown.clone());
     let ready_store = store.clone();
+    let readiness = Arc::new(Readiness::new(shutdown.clone()));
+    let ready = readiness.clone();
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
                 let store = ready_store.clone();
+                let ready = ready.clone();
                 async move {
+                    if let Err(why) = ready.check() {
+                        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+                    }
                     match tokio::task::spawn_blocking(move || store.schema_version()).await {
                         Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_string()),
                         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
@@ -177,7 +247,11 @@ pub(crate) fn build(
         shutdown.clone(),
         crate::app::influx_config(cfg)?,
     ));
-    Ok(Server { router, receiver })
+    Ok(Server {
+        router,
+        receiver,
+        readiness,
+    })
 }
 
 /// What `GET /api/v1/costs/kubernetes/{cluster}/realtime` reads.
@@ -544,7 +618,8 @@ fn api_state(
             ..kb_api::Limits::default()
         })
         .with_rules(cfg.aggregation.rules.clone())
-        .with_budgets(cfg.budgets.clone());
+        .with_budgets(cfg.budgets.clone())
+        .with_alerts(Arc::new(crate::alert_reader::StoredAlerts(store.clone())));
     state.currency.clone_from(&a.currency);
     Ok(state)
 }
@@ -617,7 +692,9 @@ impl Server {
         tls: Option<rustls::ServerConfig>,
         shutdown: Shutdown,
     ) -> Result<(), Failure> {
-        let Server { router, receiver } = self;
+        let Server {
+            router, receiver, ..
+        } = self;
         let sd = shutdown.clone();
         let served = match tls {
             None => {
@@ -639,5 +716,31 @@ impl Server {
             r.join().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_task_or_shutdown_makes_the_bridge_unready() {
+        let sd = Shutdown::new();
+        let r = Readiness::new(sd.clone());
+        assert_eq!(r.check(), Ok(()), "nothing registered yet: ready");
+        let alloc = r.alive("allocation schedule");
+        let assets = r.alive("asset schedule");
+        assert_eq!(r.check(), Ok(()));
+        drop(assets);
+        assert_eq!(r.check(), Err("stopped: asset schedule".to_string()));
+        drop(alloc);
+        assert_eq!(
+            r.check(),
+            Err("stopped: allocation schedule, asset schedule".to_string())
+        );
+        let r = Readiness::new(sd.clone());
+        let _a = r.alive("cleanup schedule");
+        sd.trigger();
+        assert_eq!(r.check(), Err("shutting down".to_string()));
     }
 }

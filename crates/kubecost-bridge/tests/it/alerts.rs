@@ -173,6 +173,7 @@ fn a_failing_kubecost_fires_the_failure_rate_and_staleness_alerts_which_resolve_
         bin()
             .args(["run", "--config"])
             .arg(&cfg)
+            .env("KUBECOST_BRIDGE_ADMIN_TOKEN", "alerts-test-admin-token")
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
@@ -217,6 +218,32 @@ fn a_failing_kubecost_fires_the_failure_rate_and_staleness_alerts_which_resolve_
             })
         },
     );
+    // The API's /alerts serves the stored states (saved before notifications are queued).
+    let url = format!("http://127.0.0.1:{api_port}/api/v1/costs/kubernetes/cluster-1/alerts");
+    let body = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .get(&url)
+                .bearer_auth("alerts-test-admin-token")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let served = api["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "KubecostBridgeExtractionFailureRate")
+        .unwrap_or_else(|| panic!("not on /alerts: {api:#}"));
+    assert_eq!(served["state"], "resolved", "{served}");
+    assert!(served["resolved_at"].is_string(), "{served}");
     let _ = child.kill();
     let _ = child.wait();
     healthy.stop();
