@@ -125,4 +125,4 @@ mod store;
 pub use config::{ClickHouseConfig, ClientTls, DEFAULT_BATCH_ROWS, DEFAULT_DATABASE, Secret};
 pub use error::Error;
 pub use schema::SCHEMA_VERSION;
-pub use store::{ClickHouseStore, ClickHouseWindowWriter};
+pub use store::{ClickHouseStore, ClickHouseWindowWriter, StorageUsage};

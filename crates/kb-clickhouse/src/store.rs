@@ -1278,6 +1278,64 @@ impl CostStore for ClickHouseStore {
     }
 }
 
+/// What the bridge's data takes on the ClickHouse server it talks to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageUsage {
+    /// Bytes of the active parts of the database's tables (`system.parts`; in cluster mode,
+    /// this server's share).
+    pub parts_bytes: u64,
+    /// `(disk, used, total)` bytes of the server's disks (`system.disks`, ClickHouse 19.15 and
+    /// later; empty on servers without that table, such as 18.16).
+    pub disks: Vec<(String, u64, u64)>,
+}
+
+impl ClickHouseStore {
+    /// Reads the database's parts size and, where the server has `system.disks`, its disks.
+    pub fn storage_usage(&self) -> Result<StorageUsage, StoreError> {
+        let inner = &self.inner;
+        let op = "read storage usage";
+        let body = inner.query(
+            op,
+            format!(
+                "SELECT toUInt64(sum(bytes_on_disk)) FROM system.parts WHERE active AND database = {} \
+                 FORMAT RowBinary",
+                lit(&inner.layout.database)
+            ),
+        )?;
+        let d = decode_err(op);
+        let mut r = Reader::new(&body);
+        let parts_bytes = if r.is_empty() {
+            0
+        } else {
+            r.u64().map_err(&d)?
+        };
+        let mut disks = Vec::new();
+        let has_disks = inner.query(
+            op,
+            "SELECT toUInt64(count()) FROM system.tables WHERE database = 'system' AND name = 'disks' \
+             FORMAT RowBinary"
+                .to_string(),
+        )?;
+        let mut r = Reader::new(&has_disks);
+        if !r.is_empty() && r.u64().map_err(&d)? > 0 {
+            let body = inner.query(
+                op,
+                "SELECT name, toUInt64(free_space), toUInt64(total_space) FROM system.disks \
+                 ORDER BY name FORMAT RowBinary"
+                    .to_string(),
+            )?;
+            let mut r = Reader::new(&body);
+            while !r.is_empty() {
+                let name = r.string().map_err(&d)?;
+                let free = r.u64().map_err(&d)?;
+                let total = r.u64().map_err(&d)?;
+                disks.push((name, total.saturating_sub(free), total));
+            }
+        }
+        Ok(StorageUsage { parts_bytes, disks })
+    }
+}
+
 impl CostReader for ClickHouseStore {
     fn costs(&self, q: &CostQuery) -> Result<Vec<CostRow>, StoreError> {
         let op = "query costs";

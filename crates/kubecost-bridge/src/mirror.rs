@@ -153,6 +153,18 @@ fn catch_up_windows(
     Ok((copied, missing, rows))
 }
 
+/// Publishes ClickHouse's storage as `kubecost_bridge_storage_*{store="clickhouse"}`: one
+/// series per disk of `system.disks` (used and total space), and `disk="database"` for the
+/// database's active parts, with the disks' total as its capacity (0 when the server does not
+/// report disks, as 18.16 does not; the ratio is then left out).
+pub(crate) fn publish_storage(metrics: &kb_ops::Metrics, u: &kb_clickhouse::StorageUsage) {
+    let total: u64 = u.disks.iter().map(|(_, _, t)| *t).sum();
+    metrics.set_storage("clickhouse", "database", u.parts_bytes, total);
+    for (disk, used, cap) in &u.disks {
+        metrics.set_storage("clickhouse", disk, *used, *cap);
+    }
+}
+
 /// A mirror's worker: copies windows as the extractor commits them, and catches up every
 /// `every` (and once at start). Opens the mirror's store lazily, so a mirror that is down at
 /// start-up is picked up once it answers.
@@ -199,12 +211,26 @@ pub(crate) async fn run(
                 None => catch_up(&p, &st, &cl, &sd, since)
                     .map(|(copied, missing, rows)| (Some((copied, missing)), rows)),
             };
-            Ok::<_, StoreError>((st, r))
+            // ClickHouse's storage, read after each catch-up for `/metrics`.
+            let usage = match (&r, &st.insights) {
+                (Ok((Some(_), _)), Some(ch)) => match ch.storage_usage() {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read ClickHouse's storage usage");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            Ok::<_, StoreError>((st, r, usage))
         })
         .await;
         match res {
-            Ok(Ok((st, r))) => {
+            Ok(Ok((st, r, usage))) => {
                 store = Some(st);
+                if let (Some(u), Some(metrics)) = (usage, &metrics) {
+                    publish_storage(metrics, &u);
+                }
                 if let (Ok((_, rows)), Some(metrics)) = (&r, &metrics) {
                     metrics.add_rows_written(m.name, "allocations", *rows);
                 }
@@ -480,6 +506,47 @@ fn copy_list<T: std::fmt::Debug>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn clickhouse_storage_is_published_per_disk_and_for_the_database() {
+        let m = kb_ops::Metrics::new("test");
+        // 18.16: no system.disks, so no capacity and no ratio.
+        super::publish_storage(
+            &m,
+            &kb_clickhouse::StorageUsage {
+                parts_bytes: 4096,
+                disks: Vec::new(),
+            },
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"kubecost_bridge_storage_used_bytes{store="clickhouse",disk="database"} 4096"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"kubecost_bridge_storage_used_ratio{store="clickhouse""#));
+        super::publish_storage(
+            &m,
+            &kb_clickhouse::StorageUsage {
+                parts_bytes: 4096,
+                disks: vec![("default".to_string(), 900, 1000)],
+            },
+        );
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"kubecost_bridge_storage_used_ratio{store="clickhouse",disk="default"} 0.9"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"kubecost_bridge_storage_capacity_bytes{store="clickhouse",disk="database"} 1000"#
+            ),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]

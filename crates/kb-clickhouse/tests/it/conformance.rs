@@ -214,3 +214,32 @@ fn a_version_1_database_is_migrated_to_the_insight_and_recommendation_tables() {
     );
     kb_conformance::insights::insights_roundtrip(&store).unwrap();
 }
+
+/// The storage figures `/metrics` exports: the database's active parts, as `system.parts`
+/// counts them, grow when windows are written; disks come from `system.disks` where the server
+/// has it (not 18.16), each with used at most total.
+#[test]
+fn storage_usage_counts_the_databases_parts() {
+    let cfg = server::config("storage");
+    let store = ClickHouseStore::open(&cfg).unwrap();
+    let before = store.storage_usage().unwrap();
+    kb_conformance::window_roundtrip(&store, &ChInspect(&store)).unwrap();
+    let after = store.storage_usage().unwrap();
+    assert!(
+        after.parts_bytes > before.parts_bytes,
+        "{before:?} -> {after:?}"
+    );
+    let direct: u64 = server::raw(&format!(
+        "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '{}'",
+        cfg.database
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(after.parts_bytes, direct);
+    let has_disks = server::raw(
+        "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'disks'",
+    );
+    assert_eq!(after.disks.is_empty(), has_disks.trim() == "0", "{after:?}");
+    assert!(after.disks.iter().all(|(_, used, total)| used <= total));
+}
