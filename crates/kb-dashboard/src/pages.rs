@@ -691,6 +691,8 @@ fn kind_name(k: &str) -> &str {
         "request_sizing" => "Right-size requests",
         "cluster_sizing" => "Resize the cluster",
         "abandoned_workload" => "Abandoned workload",
+        "node_pool_sizing" => "Resize a node pool",
+        "spot_candidate" => "Run on spot nodes",
         other => other,
     }
 }
@@ -1029,6 +1031,19 @@ mod tests {
         assert_eq!(bucket_label("2024-06-03T00:00:00Z", "day"), "Jun 3");
         assert_eq!(bucket_label("2024-06-01T00:00:00Z", "month"), "Jun 2024");
         assert_eq!(bucket_label("garbage", "day"), "garbage");
+    }
+
+    #[test]
+    fn every_recommendation_kind_has_a_readable_name() {
+        for k in [
+            "request_sizing",
+            "cluster_sizing",
+            "abandoned_workload",
+            "node_pool_sizing",
+            "spot_candidate",
+        ] {
+            assert_ne!(kind_name(k), k, "{k} shows its raw name");
+        }
     }
 
     #[test]
