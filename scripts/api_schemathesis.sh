@@ -22,6 +22,8 @@
 # request valid parameter by parameter may still be refused, with the documented 400.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# Where cargo puts the examples (CARGO_TARGET_DIR when set).
+bin_dir="${CARGO_TARGET_DIR:-$root/target}"
 work="$root/target/api-schemathesis"
 venv="$root/target/api-schemathesis-venv"
 mkdir -p "$work"
@@ -42,11 +44,11 @@ if [ -z "${BASE_URL:-}" ]; then
   now=1749990600 # 2025-06-15T12:30:00Z: the demo data ends with that day
   if [ ! -s "$work/demo.db" ]; then
     rm -f "$work"/demo.db*
-    "$root/target/debug/examples/api_bench_data" "$work/demo.db" "$now" 30 60 300 >"$work/gen.log" 2>&1
+    "$bin_dir/debug/examples/api_bench_data" "$work/demo.db" "$now" 30 60 300 >"$work/gen.log" 2>&1
   fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-  KUBECOST_BRIDGE_ADMIN_TOKEN="$TOKEN" "$root/target/debug/examples/serve" "$work/demo.db" \
+  KUBECOST_BRIDGE_ADMIN_TOKEN="$TOKEN" "$bin_dir/debug/examples/serve" "$work/demo.db" \
     "127.0.0.1:$port" --now "$now" --audit "$work/audit.log" >"$work/serve.log" 2>&1 &
   server=$!
   BASE_URL="http://127.0.0.1:$port"

@@ -19,6 +19,8 @@
 # Env: RATE (1000), DURATION (15), REBUILD=1 regenerates the store.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# Where cargo puts the examples (CARGO_TARGET_DIR when set).
+bin_dir="${CARGO_TARGET_DIR:-$root/target}"
 work="$root/target/api-bench"
 mkdir -p "$work"
 rate=${RATE:-1000}
@@ -30,7 +32,7 @@ command -v wrk >/dev/null || { echo "missing wrk (apt-get install -y wrk)" >&2; 
 if [ "${REBUILD:-0}" = 1 ] || [ ! -s "$work/store.db" ] || [ ! -s "$work/store.done" ]; then
   rm -f "$work"/store.db* "$work/store.done"
   echo "generating the store (a few minutes)..." >&2
-  /usr/bin/time -f '%e s, %M KiB peak' "$root/target/release/examples/api_bench_data" "$work/store.db" "$now" \
+  /usr/bin/time -f '%e s, %M KiB peak' "$bin_dir/release/examples/api_bench_data" "$work/store.db" "$now" \
     2>&1 | tee "$work/gen.log" >&2
   date -u +%FT%TZ >"$work/store.done"
 fi
@@ -39,7 +41,7 @@ token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 server=
 start_server() {
-  KUBECOST_BRIDGE_ADMIN_TOKEN="$token" "$root/target/release/examples/serve" "$work/store.db" \
+  KUBECOST_BRIDGE_ADMIN_TOKEN="$token" "$bin_dir/release/examples/serve" "$work/store.db" \
     "127.0.0.1:$port" --now "$now" --workers 2 --audit "$work/audit.log" "$@" >"$work/serve.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do

@@ -13,6 +13,8 @@
 # Env: WARM (20), NOCACHE (5), REBUILD=1 regenerates the store.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# Where cargo puts the examples (CARGO_TARGET_DIR when set).
+bin_dir="${CARGO_TARGET_DIR:-$root/target}"
 work="$root/target/api-bench"
 mkdir -p "$work"
 now=1749990600 # 2025-06-15T12:30:00Z, as api_bench.sh
@@ -23,7 +25,7 @@ nocache=${NOCACHE:-5}
 if [ "${REBUILD:-0}" = 1 ] || [ ! -s "$work/store.db" ] || [ ! -s "$work/store.done" ]; then
   rm -f "$work"/store.db* "$work/store.done"
   echo "generating the store (a few minutes)..." >&2
-  "$root/target/release/examples/api_bench_data" "$work/store.db" "$now" >&2
+  "$bin_dir/release/examples/api_bench_data" "$work/store.db" "$now" >&2
   date -u +%FT%TZ >"$work/store.done"
 fi
 
@@ -32,7 +34,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 base="http://127.0.0.1:$port"
 server=
 start_server() {
-  KUBECOST_BRIDGE_ADMIN_TOKEN="$token" "$root/target/release/examples/dashboard_serve" "$work/store.db" \
+  KUBECOST_BRIDGE_ADMIN_TOKEN="$token" "$bin_dir/release/examples/dashboard_serve" "$work/store.db" \
     "127.0.0.1:$port" --now "$now" --workers 2 "$@" >"$work/dashboard_serve.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do
