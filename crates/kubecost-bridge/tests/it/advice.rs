@@ -8,45 +8,9 @@ use std::time::{Duration, Instant};
 use kb_analytics::recommend::RecommendationKind;
 use kb_pipeline::insights::InsightReader;
 
-use crate::{FAST, Sim, bin, past_range, rfc, run_ok, sim_config, write_config};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(url: &str, token: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    })
-}
-
-/// Kills the `run` child if the test fails before it is stopped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use crate::{
+    FAST, Reaped, Sim, bin, free_port, http_get, past_range, rfc, run_ok, sim_config, write_config,
+};
 
 #[test]
 fn aggregate_stores_recommendations_and_optimization_serves_both_sources() {
@@ -108,7 +72,7 @@ fn aggregate_stores_recommendations_and_optimization_serves_both_sources() {
         .unwrap()
         .replace("extract:\n", "extract:\n  lookback: 1h\n");
     std::fs::write(&run_cfg, text).unwrap();
-    let mut child = Child(
+    let mut child = Reaped(
         bin()
             .args(["run", "--config"])
             .arg(&run_cfg)
@@ -119,7 +83,10 @@ fn aggregate_stores_recommendations_and_optimization_serves_both_sources() {
     let base = format!("http://127.0.0.1:{port}/api/v1/costs/kubernetes/cluster-1");
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
-        if let Some((200, body)) = get(&format!("{base}/optimization"), "admin-token-for-tests") {
+        if let Some((200, body)) = http_get(
+            &format!("{base}/optimization"),
+            Some("admin-token-for-tests"),
+        ) {
             break body;
         }
         assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
@@ -144,7 +111,8 @@ fn aggregate_stores_recommendations_and_optimization_serves_both_sources() {
     assert!((sum - total).abs() <= 1e-6 * total.abs().max(1.0));
     assert!(v["savings_share"].as_f64().unwrap() > 0.0);
 
-    let (status, body) = get(&format!("{base}/budgets"), "admin-token-for-tests").unwrap();
+    let (status, body) =
+        http_get(&format!("{base}/budgets"), Some("admin-token-for-tests")).unwrap();
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let budgets = v["budgets"].as_array().unwrap();

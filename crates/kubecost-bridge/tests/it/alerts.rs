@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kb_core::window::{HOUR, floor_to};
 
-use crate::prometheus::Reaped;
+use crate::Reaped;
 use crate::{Sim, bin, sim_config, write_config, write_config_for};
 
 /// A webhook receiver on a free loopback port that keeps every body it gets.
@@ -220,21 +220,7 @@ fn a_failing_kubecost_fires_the_failure_rate_and_staleness_alerts_which_resolve_
     );
     // The API's /alerts serves the stored states (saved before notifications are queued).
     let url = format!("http://127.0.0.1:{api_port}/api/v1/costs/kubernetes/cluster-1/alerts");
-    let body = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::Client::new()
-                .get(&url)
-                .bearer_auth("alerts-test-admin-token")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        });
+    let (_, body) = crate::http_get(&url, Some("alerts-test-admin-token")).unwrap();
     let api: serde_json::Value = serde_json::from_str(&body).unwrap();
     let served = api["alerts"]
         .as_array()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bin;
+use crate::{bin, free_port};
 
 /// Kills the demo when the test ends, however it ends.
 struct Demo(std::process::Child);
@@ -24,14 +24,6 @@ impl Drop for Demo {
             let _ = self.0.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn root() -> PathBuf {

@@ -59,20 +59,7 @@ fn idp(doc: Arc<Mutex<String>>) -> String {
 }
 
 fn status(url: &str, bearer: &str) -> Option<u16> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(bearer)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        Some(r.status().as_u16())
-    })
+    crate::http_get(url, Some(bearer)).map(|(code, _)| code)
 }
 
 fn wait_for(url: &str, bearer: &str, want: u16) {

@@ -11,21 +11,13 @@ use kb_core::Window;
 use kb_core::window::HOUR;
 use kb_pipeline::ports::{CostQuery, CostReader, Granularity, GroupBy};
 
-use crate::{FAST, Sim, bin, past_range, rfc, run_ok, sim_config, write_config};
+use crate::{FAST, Sim, bin, free_port, past_range, rfc, run_ok, sim_config, write_config};
 
 pub(crate) fn script(name: &str) -> String {
     format!(
         "{}/../../scripts/services/{name}.sh",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A server in a temp dir, stopped on drop.

@@ -9,50 +9,14 @@ use kb_core::Window;
 use kb_pipeline::insights::{InsightReader, SummaryQuery};
 
 use crate::mirror::Server;
-use crate::{FAST, Sim, bin, past_range, rfc, run_ok, sim_config, write_config};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::{
+    FAST, Reaped, Sim, bin, free_port, http_get, past_range, rfc, run_ok, sim_config, write_config,
+};
 
 const TOKEN: &str = "query-store-admin-token";
 
-fn get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(TOKEN)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    })
-}
-
-/// Kills the `run` child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Starts `run` with `query_store` and returns it with the namespaces URL for `range`.
-fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child, String) {
+fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Reaped, String) {
     let port = free_port();
     let yaml = std::fs::read_to_string(cfg).unwrap();
     // No catch-up aggregation: both runs serve what the backfill aggregated (and mirrored),
@@ -63,7 +27,7 @@ fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child,
         .replace("__AGGREGATION__", "false");
     let path = cfg.with_file_name(format!("config-{query_store}-{port}.yaml"));
     std::fs::write(&path, yaml).unwrap();
-    let child = Child(
+    let child = Reaped(
         bin()
             .args(["run", "--config"])
             .arg(&path)
@@ -82,10 +46,10 @@ fn start_run(cfg: &std::path::Path, query_store: &str, range: Window) -> (Child,
 }
 
 /// Waits until `url` answers 200 and returns the JSON body.
-fn wait_ok(child: &mut Child, url: &str) -> serde_json::Value {
+fn wait_ok(child: &mut Reaped, url: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Some((200, body)) = get(url) {
+        if let Some((200, body)) = http_get(url, Some(TOKEN)) {
             return serde_json::from_str(&body).unwrap();
         }
         assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
@@ -275,12 +239,12 @@ fn run_serves_the_same_namespace_totals_from_clickhouse_as_from_sqlite() {
     let (mut child, url) = start_run(&cfg_path, "clickhouse", range);
     let base = url.split("/api/").next().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&format!("{base}/readyz")).map(|r| r.0) != Some(200) {
+    while http_get(&format!("{base}/readyz"), Some(TOKEN)).map(|r| r.0) != Some(200) {
         assert!(child.0.try_wait().unwrap().is_none(), "run exited early");
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (status, body) = get(&url).unwrap();
+    let (status, body) = http_get(&url, Some(TOKEN)).unwrap();
     assert!(status >= 500, "{status} {body}");
     server.run("start");
     let back = wait_ok(&mut child, &url);

@@ -7,50 +7,7 @@ use kb_analytics::{Dimension, Granularity};
 use kb_core::Window;
 use kb_pipeline::insights::{InsightReader, Source, SummaryQuery};
 
-use crate::{Sim, bin, sim_config, write_config};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    })
-}
-
-fn get_auth(url: &str, token: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
-    })
-}
+use crate::{Reaped, Sim, bin, free_port, http_get, sim_config, write_config};
 
 fn post(url: &str, user: &str, password: &str, account: &str, body: Vec<u8>) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -75,18 +32,6 @@ fn post(url: &str, user: &str, password: &str, account: &str, body: Vec<u8>) -> 
     })
 }
 
-/// Kills the `run` child if the test fails before stopping it.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm() {
     let sim = Sim::start(sim_config(1, 20));
@@ -99,7 +44,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         dir.path().join("rw-password").display()
     );
     let cfg = write_config(dir.path(), &sim, &["cluster-1"], &extra);
-    let mut child = Child(
+    let mut child = Reaped(
         bin()
             .args(["run", "--config"])
             .arg(&cfg)
@@ -111,7 +56,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some((200, body)) = get(&format!("{base}/readyz")) {
+        if let Some((200, body)) = http_get(&format!("{base}/readyz"), None) {
             assert_eq!(body.trim(), "ready");
             break;
         }
@@ -119,7 +64,7 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         assert!(Instant::now() < deadline, "never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(get(&format!("{base}/healthz")).unwrap().0, 200);
+    assert_eq!(http_get(&format!("{base}/healthz"), None).unwrap().0, 200);
 
     // remote_write: wrong credentials, a foreign source and garbage are refused.
     let url = format!("{base}/api/v1/write");
@@ -171,20 +116,20 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
 
     // The REST API: keys required, the bootstrap admin token from the environment works.
     let clusters = format!("{base}/api/v1/costs/kubernetes");
-    assert_eq!(get(&clusters).unwrap().0, 401);
-    assert_eq!(get_auth(&clusters, "not-the-token").0, 401);
-    let (status, body) = get_auth(&clusters, "admin-token-for-tests");
+    assert_eq!(http_get(&clusters, None).unwrap().0, 401);
+    assert_eq!(http_get(&clusters, Some("not-the-token")).unwrap().0, 401);
+    let (status, body) = http_get(&clusters, Some("admin-token-for-tests")).unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("cluster-1"), "{body}");
     assert!(!body.contains("admin-token-for-tests"));
-    let (status, body) = get_auth(&format!("{base}/api/v1/openapi.json"), "");
+    let (status, body) = http_get(&format!("{base}/api/v1/openapi.json"), Some("")).unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("/api/v1/costs/kubernetes/{cluster}/namespaces"));
 
     // The live view: current cost rate per namespace, behind the same keys.
     let live = format!("{base}/api/v1/costs/kubernetes/cluster-1/realtime");
-    assert_eq!(get(&live).unwrap().0, 401);
-    let (status, body) = get_auth(&live, "admin-token-for-tests");
+    assert_eq!(http_get(&live, None).unwrap().0, 401);
+    let (status, body) = http_get(&live, Some("admin-token-for-tests")).unwrap();
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["cost_per_hour"].as_f64().unwrap() > 0.0, "{body}");
@@ -200,11 +145,14 @@ fn run_serves_health_remote_write_and_real_time_estimates_then_stops_on_sigterm(
         "{body}"
     );
     let other = format!("{base}/api/v1/costs/kubernetes/nope/realtime");
-    assert_eq!(get_auth(&other, "admin-token-for-tests").0, 404);
+    assert_eq!(
+        http_get(&other, Some("admin-token-for-tests")).unwrap().0,
+        404
+    );
 
     // Self-monitoring: the catch-up's windows are counted, every failure series exists at 0,
     // freshness is tracked, and the API's own requests are timed by route template.
-    let (status, text) = get(&format!("{base}/metrics")).unwrap();
+    let (status, text) = http_get(&format!("{base}/metrics"), None).unwrap();
     assert_eq!(status, 200);
     let value = |line_start: &str| -> f64 {
         text.lines()

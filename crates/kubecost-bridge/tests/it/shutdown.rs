@@ -14,7 +14,7 @@ use kb_core::Window;
 use kb_core::window::{HOUR, floor_to};
 use kb_pipeline::ports::{CostReader, Endpoint};
 
-use crate::prometheus::{Reaped, free_port};
+use crate::{Reaped, free_port};
 use crate::{Sim, assert_exact, bin, sim_config, write_config};
 
 /// `run` with its stderr collected line by line (killed when dropped, if still running).

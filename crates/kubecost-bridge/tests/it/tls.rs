@@ -18,7 +18,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::prometheus::free_port;
+use crate::free_port;
 use crate::{assert_exact, bin, past_range, rfc, sim_config, write_config_for};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -71,7 +71,7 @@ fn run_serves_https_from_the_configured_certificate_and_key() {
         &["cluster-1"],
         &extra,
     );
-    let mut child = crate::prometheus::Reaped(
+    let mut child = crate::Reaped(
         bin()
             .args(["run", "--config"])
             .arg(&cfg)
