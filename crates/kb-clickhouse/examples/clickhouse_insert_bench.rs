@@ -12,35 +12,8 @@
 //! `INSERT ... SELECT`, the checkpoint and the read-back of the window's totals).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Instant;
-
 use kb_clickhouse::{ClickHouseConfig, ClickHouseStore};
-use kb_core::{Allocation, Resolution, Window};
-use kb_pipeline::ports::{Checkpoint, CostStore, Endpoint, WindowStats};
-
-fn write(store: &ClickHouseStore, window: Window, batch: &[Allocation]) -> (f64, f64, WindowStats) {
-    let t = Instant::now();
-    let mut w = store
-        .begin_allocations("bench", window, Resolution::Hour)
-        .unwrap();
-    for chunk in batch.chunks(1000) {
-        w.write(chunk).unwrap();
-    }
-    let written = t.elapsed().as_secs_f64();
-    let stats = w
-        .commit(&Checkpoint {
-            cluster: "bench".into(),
-            endpoint: Endpoint::Allocation,
-            window,
-            resolution: Resolution::Hour,
-            synced_at: window.end,
-            rows: batch.len() as u64,
-            response_total_cost: 0.0,
-            null_fields: 0,
-        })
-        .unwrap();
-    (t.elapsed().as_secs_f64(), written, stats)
-}
+use kb_core::Window;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -63,7 +36,8 @@ fn main() {
     for h in 0..windows {
         let window = Window::new(base + h as i64 * 3600, base + (h as i64 + 1) * 3600).unwrap();
         let batch = kb_conformance::bench_rows(window, per_window);
-        let (secs, written, stats) = write(&store, window, &batch);
+        let (secs, written, stats) =
+            kb_conformance::timed_window_write(&store, window, &batch, 1000).unwrap();
         assert_eq!(stats.rows as usize, per_window);
         total_rows += per_window;
         total_secs += secs;
@@ -77,11 +51,13 @@ fn main() {
     }
     // Rewriting a window: a new version plus a background delete of the old one.
     let window = Window::new(base, base + 3600).unwrap();
-    let (rewrite, _, stats) = write(
+    let (rewrite, _, stats) = kb_conformance::timed_window_write(
         &store,
         window,
         &kb_conformance::bench_rows(window, per_window),
-    );
+        1000,
+    )
+    .unwrap();
     assert_eq!(stats.rows as usize, per_window);
     println!(
         "rewrite of window 0: {per_window} rows in {:.1} ms",

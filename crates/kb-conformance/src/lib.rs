@@ -1179,6 +1179,34 @@ pub fn bench_rows(window: kb_core::Window, n: usize) -> Vec<kb_core::Allocation>
         .collect()
 }
 
+/// One timed window write of the insert benchmarks: `rows` of cluster `bench` into `window`
+/// in writes of `chunk` rows, then the commit. Returns (seconds to the end of the commit,
+/// seconds to the end of the last write, the committed window's stats).
+pub fn timed_window_write(
+    store: &dyn CostStore,
+    window: kb_core::Window,
+    rows: &[kb_core::Allocation],
+    chunk: usize,
+) -> Result<(f64, f64, WindowStats), StoreError> {
+    let t = std::time::Instant::now();
+    let mut w = store.begin_allocations("bench", window, Resolution::Hour)?;
+    for part in rows.chunks(chunk.max(1)) {
+        w.write(part)?;
+    }
+    let written = t.elapsed().as_secs_f64();
+    let stats = w.commit(&Checkpoint {
+        cluster: "bench".into(),
+        endpoint: Endpoint::Allocation,
+        window,
+        resolution: Resolution::Hour,
+        synced_at: window.end,
+        rows: rows.len() as u64,
+        response_total_cost: 0.0,
+        null_fields: 0,
+    })?;
+    Ok((t.elapsed().as_secs_f64(), written, stats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
