@@ -1619,7 +1619,7 @@ async fn forecast_inner(st: &ApiState, cluster: String, q: Query) -> Reply {
 }
 
 cluster_endpoint! {
-    /// The cluster's cost alerts (empty until alert rules exist).
+    /// The alerts of the bridge's own rules for the cluster (and the global ones), firing first.
     alerts(&[]) => alerts_inner();
     path = "/api/v1/costs/kubernetes/{cluster}/alerts", tag = "insights",
     params(("cluster" = String, Path, description = "cluster name")),

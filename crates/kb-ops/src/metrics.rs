@@ -558,25 +558,23 @@ impl Metrics {
     /// `register_disk("sqlite", "data", db_path)`). Used bytes are those not available to the
     /// bridge (`capacity − available`, reserved blocks counted as used).
     pub fn register_disk(&self, store: &str, disk: &str, path: &Path) {
-        let mut st = self.lock();
-        let st = &mut *st;
-        if let Some(v) = entry(
-            &mut st.disks,
-            &mut st.dropped,
-            "storage_used_bytes",
-            (store.to_string(), disk.to_string()),
-            || DiskSource::Fixed {
-                used: 0,
-                capacity: 0,
-            },
-        ) {
-            *v = DiskSource::Path(path.to_path_buf());
-        }
+        self.set_disk(store, disk, DiskSource::Path(path.to_path_buf()));
     }
 
-    /// Sets a store's disk figures read elsewhere (ClickHouse: `system.disks`, `total_space −
-    /// free_space` and `total_space`).
+    /// Sets a store's disk figures read elsewhere (ClickHouse: each disk of `system.disks`,
+    /// and the database's parts; see `deploy/prometheus/README.md`).
     pub fn set_storage(&self, store: &str, disk: &str, used_bytes: u64, capacity_bytes: u64) {
+        self.set_disk(
+            store,
+            disk,
+            DiskSource::Fixed {
+                used: used_bytes,
+                capacity: capacity_bytes,
+            },
+        );
+    }
+
+    fn set_disk(&self, store: &str, disk: &str, src: DiskSource) {
         let mut st = self.lock();
         let st = &mut *st;
         if let Some(v) = entry(
@@ -589,10 +587,7 @@ impl Metrics {
                 capacity: 0,
             },
         ) {
-            *v = DiskSource::Fixed {
-                used: used_bytes,
-                capacity: capacity_bytes,
-            };
+            *v = src;
         }
     }
 
